@@ -1,0 +1,1 @@
+"""The ``wearmon`` command line. One module per command group; ``main`` wires them."""

@@ -1,0 +1,135 @@
+"""One frozen settings object, read once at the edge (the CLI) and passed down.
+
+Every field can be set by an environment variable with the ``WEARMON_`` prefix (nested
+fields with ``__``, e.g. ``WEARMON_KAFKA__BOOTSTRAP_SERVERS``) or in a ``.env`` file.
+No other module reads ``os.environ``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class KafkaSettings(_Frozen):
+    bootstrap_servers: str = "127.0.0.1:9092"
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: str | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_cafile: Path | None = None
+    samples_topic: str = "wearmon.samples"
+    predictions_topic: str = "wearmon.predictions"
+    labels_topic: str = "wearmon.labels"
+    deadletter_topic: str = "wearmon.deadletter"
+    partitions: int = Field(default=4, ge=1)
+    create_topics: bool = True
+
+    def confluent_config(self) -> dict[str, Any]:
+        """Client configuration for confluent-kafka (librdkafka names)."""
+        conf: dict[str, Any] = {
+            "bootstrap.servers": self.bootstrap_servers,
+            "security.protocol": self.security_protocol,
+        }
+        if self.sasl_mechanism:
+            conf["sasl.mechanism"] = self.sasl_mechanism
+        if self.sasl_username:
+            conf["sasl.username"] = self.sasl_username
+        if self.sasl_password is not None:
+            conf["sasl.password"] = self.sasl_password.get_secret_value()
+        if self.ssl_cafile:
+            conf["ssl.ca.location"] = str(self.ssl_cafile)
+        return conf
+
+    def faust_broker_url(self) -> str:
+        return ";".join(f"kafka://{h.strip()}" for h in self.bootstrap_servers.split(","))
+
+
+class RedisSettings(_Frozen):
+    url: str = "redis://127.0.0.1:6379/0"
+    password: SecretStr | None = None
+    tls: bool = False
+    history_maxlen: int = Field(default=10_000, ge=1)
+    history_ttl_s: int = Field(default=7 * 24 * 3600, ge=1)
+    features_maxlen: int = Field(default=50_000, ge=1)
+
+    def client_kwargs(self) -> dict[str, Any]:
+        kw: dict[str, Any] = {}
+        if self.password is not None:
+            kw["password"] = self.password.get_secret_value()
+        if self.tls and self.url.startswith("redis://"):
+            kw["ssl"] = True
+        return kw
+
+
+class StackPorts(_Frozen):
+    """Loopback ports of the local single-machine stack (``wearmon stack``)."""
+
+    kafka: int = 9092
+    kafka_controller: int = 9093
+    redis: int = 6379
+    prometheus: int = 9090
+
+
+class MetricsSettings(_Frozen):
+    stream_port: int = 8001
+    replay_port: int = 8002
+    monitor_port: int = 8003
+
+
+class SignalSettings(_Frozen):
+    rate_hz: int = 50
+    window: int = 200
+    hop: int = 100
+    max_gap_ms: int = 100
+    lateness_ms: int = 2_000
+    label_purity: float = Field(default=0.8, gt=0.0, le=1.0)
+
+
+class StreamSettings(_Frozen):
+    batch_max: int = Field(default=256, ge=1)
+    batch_wait_ms: int = Field(default=50, ge=0)
+    model_poll_s: float = Field(default=5.0, gt=0)
+    workers: int = Field(default=1, ge=1)
+
+
+class Settings(BaseSettings):
+    """All of wearmon's settings. Build once with ``Settings()`` and pass down."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="WEARMON_",
+        env_nested_delimiter="__",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        frozen=True,
+        extra="ignore",
+    )
+
+    data_dir: Path = Path(".data")
+    mlflow_tracking_uri: str | None = None
+    model_name: str = "wearmon-har"
+    log_level: str = "INFO"
+    kafka: KafkaSettings = KafkaSettings()
+    redis: RedisSettings = RedisSettings()
+    ports: StackPorts = StackPorts()
+    metrics: MetricsSettings = MetricsSettings()
+    signal: SignalSettings = SignalSettings()
+    stream: StreamSettings = StreamSettings()
+
+    @property
+    def tracking_uri(self) -> str:
+        """MLflow tracking URI: the setting, or a SQLite store in the data directory."""
+        if self.mlflow_tracking_uri:
+            return self.mlflow_tracking_uri
+        return f"sqlite:///{(self.data_dir / 'mlflow' / 'mlflow.db').resolve()}"
+
+    @property
+    def artifact_dir(self) -> Path:
+        return (self.data_dir / "mlflow" / "artifacts").resolve()

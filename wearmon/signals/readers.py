@@ -22,6 +22,7 @@ import importlib.util
 import logging
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -193,3 +194,396 @@ def load_seglearn_watch(path: str | Path | None = None) -> list[Recording]:
             )
         )
     return recs
+
+
+# --------------------------------------------------------------------------- tables
+
+EXCEL_SUFFIXES = (".xlsx", ".xlsm", ".xls", ".xlsb", ".ods")
+FIT_EPOCH_OFFSET_S = 631_065_600  # 1989-12-31T00:00:00Z in Unix seconds
+GARMIN_TIME_FORMAT = "%m/%d/%Y, %I:%M:%S %p"
+TIME_COLUMNS = ("timestamp", "time", "t_ms", "timestamp_ms", "datetime", "date", "t", "ts")
+
+
+class Table:
+    """A sheet or CSV as named columns of raw cells (first row = header)."""
+
+    def __init__(self, path: Path, header: list[str], columns: list[list[Any]]) -> None:
+        self.path = path
+        self.header = header
+        self.cols = columns
+        self.n_rows = len(columns[0]) if columns else 0
+        self._index = {h.strip().lower(): i for i, h in enumerate(header)}
+
+    def has(self, name: str) -> bool:
+        return name.lower() in self._index
+
+    def raw(self, name: str) -> list[Any]:
+        key = name.lower()
+        if key not in self._index:
+            raise BadRecordingError(
+                f"missing column (columns: {', '.join(self.header)})",
+                path=str(self.path),
+                column=name,
+            )
+        return self.cols[self._index[key]]
+
+    def name(self, name: str) -> str:
+        return self.header[self._index[name.lower()]]
+
+
+def load_table(path: str | Path) -> Table:
+    """Read a CSV or Excel file (calamine) into a :class:`Table`; empty files are errors."""
+    p = Path(path)
+    if not p.is_file():
+        raise BadRecordingError("no such file", path=str(p))
+    if p.stat().st_size == 0:
+        raise BadRecordingError("empty file", path=str(p))
+    if p.suffix.lower() in EXCEL_SUFFIXES:
+        import python_calamine
+
+        try:
+            rows = python_calamine.load_workbook(str(p)).get_sheet_by_index(0).to_python()
+        except Exception as exc:  # calamine raises several of its own error types
+            raise BadRecordingError(f"cannot read Excel file: {exc}", path=str(p)) from None
+        rows = [r for r in rows if any(c not in ("", None) for c in r)]
+        if not rows:
+            raise BadRecordingError("empty file", path=str(p))
+        header = [str(h).strip() for h in rows[0]]
+        body = rows[1:]
+        cols = [list(c) for c in zip(*body, strict=True)] if body else [[] for _ in header]
+    else:
+        import pandas as pd
+
+        try:
+            df = pd.read_csv(p, skipinitialspace=True)
+        except pd.errors.EmptyDataError:
+            raise BadRecordingError("empty file", path=str(p)) from None
+        except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
+            msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise BadRecordingError(f"cannot parse CSV: {msg}", path=str(p)) from None
+        header = [str(h).strip() for h in df.columns]
+        cols = [df[c].tolist() for c in df.columns]
+    if not cols or len(cols[0]) == 0:
+        raise BadRecordingError("no data rows", path=str(p))
+    return Table(p, header, cols)
+
+
+def _first_bad_float(values: list[Any]) -> int | None:
+    for i, v in enumerate(values):
+        if v is None or v == "":
+            continue
+        try:
+            float(v)
+        except (TypeError, ValueError):
+            return i
+    return None
+
+
+def numeric_column(table: Table, name: str) -> np.ndarray:
+    """A column as float64; empty cells become NaN; an unparseable cell is an error."""
+    vals = table.raw(name)
+    try:
+        return np.asarray([np.nan if v is None or v == "" else v for v in vals], dtype=np.float64)
+    except (TypeError, ValueError):
+        i = _first_bad_float(vals)
+        row = (i + 2) if i is not None else None
+        cell = vals[i] if i is not None else "?"
+        raise BadRecordingError(
+            f"not a number: {str(cell)[:40]!r}",
+            path=str(table.path),
+            row=row,
+            column=table.name(name),
+        ) from None
+
+
+def _localize(naive_ms: np.ndarray, tz: str | None) -> np.ndarray:
+    """Local wall-clock ms (naive) -> UTC ms, for a zone name; identity when tz is None."""
+    if not tz:
+        return naive_ms
+    import pandas as pd
+
+    idx = pd.to_datetime(naive_ms, unit="ms").tz_localize(tz, ambiguous="NaT", nonexistent="NaT")
+    return np.asarray(idx.tz_convert("UTC").tz_localize(None).asi8 // 1_000_000, dtype=np.int64)
+
+
+def time_column(table: Table, name: str, *, tz: str | None = None) -> np.ndarray:
+    """Parse a time column into epoch ms (int64): epoch ms, epoch or FIT-epoch seconds,
+    relative seconds/ms, ISO strings or Excel date cells. Naive strings are UTC unless ``tz``."""
+    vals = table.raw(name)
+    col = table.name(name)
+    path = str(table.path)
+    if all(isinstance(v, (int, float, np.integer, np.floating)) and v == v for v in vals[:50]):
+        v = numeric_column(table, name)
+        if np.isnan(v).any():
+            raise BadRecordingError(
+                "empty time cell",
+                path=path,
+                row=int(np.flatnonzero(np.isnan(v))[0]) + 2,
+                column=col,
+            )
+        med = float(np.median(np.abs(v)))
+        if med >= 1e11:
+            return np.rint(v).astype(np.int64)
+        if med >= 1e8:
+            if "fit" in col.lower() or med < 1.2e9:
+                log.info(
+                    "%s: column %r read as Garmin FIT-epoch seconds (since 1989-12-31)", path, col
+                )
+                return np.rint((v + FIT_EPOCH_OFFSET_S) * 1000).astype(np.int64)
+            log.info("%s: column %r read as Unix epoch seconds", path, col)
+            return np.rint(v * 1000).astype(np.int64)
+        d = np.median(np.diff(v)) if v.size > 1 else 1.0
+        if d < 1.0 and not col.lower().endswith("ms"):
+            log.info("%s: column %r read as relative seconds", path, col)
+            return np.rint(v * 1000).astype(np.int64)
+        log.info("%s: column %r read as relative milliseconds", path, col)
+        return np.rint(v).astype(np.int64)
+    import pandas as pd
+
+    try:
+        idx = pd.to_datetime(pd.Series(vals, dtype=object), format="mixed")
+    except (ValueError, TypeError, OverflowError):
+        for i, cell in enumerate(vals):
+            try:
+                pd.to_datetime(cell)
+            except (ValueError, TypeError, OverflowError):
+                raise BadRecordingError(
+                    f"not a time: {str(cell)[:40]!r}", path=path, row=i + 2, column=col
+                ) from None
+        raise BadRecordingError("cannot parse time column", path=path, column=col) from None
+    if idx.isna().any():
+        i = int(np.flatnonzero(idx.isna().to_numpy())[0])
+        raise BadRecordingError("empty time cell", path=path, row=i + 2, column=col)
+    if idx.dt.tz is not None:
+        return np.asarray(idx.dt.tz_convert("UTC").dt.tz_localize(None).astype("int64"))
+    ms = np.asarray(idx.astype("datetime64[ns]").astype("int64") // 1_000_000, dtype=np.int64)
+    return _localize(ms, tz)
+
+
+def _find_time_column(table: Table) -> str:
+    for c in TIME_COLUMNS:
+        if table.has(c):
+            return c
+    for h in table.header:
+        if "time" in h.lower():
+            return h
+    raise BadRecordingError(
+        f"no time column (looked for {', '.join(TIME_COLUMNS)}; columns: "
+        f"{', '.join(table.header)})",
+        path=str(table.path),
+    )
+
+
+# --------------------------------------------------------------------------- list cells
+
+
+def _list_column(table: Table, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """Parse a column of list cells ('[1, 2]' or '["1","2"]') -> (flat float64, lengths)."""
+    cells = table.raw(name)
+    col = table.name(name)
+    path = str(table.path)
+    inner: list[str] = []
+    for i, c in enumerate(cells):
+        s = str(c).strip() if c is not None else ""
+        if len(s) < 2 or s[0] != "[" or s[-1] != "]":
+            raise BadRecordingError(f"not a list: {s[:40]!r}", path=path, row=i + 2, column=col)
+        inner.append(s[1:-1].replace('"', "").replace("'", ""))
+    lens = np.fromiter(
+        (s.count(",") + 1 if s.strip() else 0 for s in inner), dtype=np.int64, count=len(inner)
+    )
+    big = ",".join(s for s in inner if s.strip())
+    total = int(lens.sum())
+    flat = np.fromstring(big, sep=",") if total else np.empty(0)
+    if flat.shape[0] != total:
+        for i, s in enumerate(inner):
+            for tok in s.split(","):
+                try:
+                    float(tok)
+                except ValueError:
+                    raise BadRecordingError(
+                        f"unparseable list element {tok.strip()[:20]!r}",
+                        path=path,
+                        row=i + 2,
+                        column=col,
+                    ) from None
+        raise BadRecordingError("unparseable list cell", path=path, column=col)
+    return flat, lens
+
+
+# --------------------------------------------------------------------------- Garmin
+
+
+_GARMIN_VALUE_COLUMNS = {
+    "accel": ("calibrated_accel_x", "calibrated_accel_y", "calibrated_accel_z"),
+    "gyro": ("calibrated_gyro_x", "calibrated_gyro_y", "calibrated_gyro_z"),
+}
+
+
+def _garmin_row_times(table: Table, tz: str | None) -> np.ndarray:
+    """Epoch ms of each row: timestamp (local string) + timestamp_ms."""
+    import datetime as dt
+
+    path = str(table.path)
+    col = table.name("timestamp")
+    cache: dict[Any, int] = {}
+    out = np.empty(table.n_rows, dtype=np.int64)
+    for i, cell in enumerate(table.raw("timestamp")):
+        ms = cache.get(cell)
+        if ms is None:
+            try:
+                if isinstance(cell, dt.datetime):
+                    d = cell
+                elif isinstance(cell, (int, float)) and not isinstance(cell, bool):
+                    d = dt.datetime.fromtimestamp(
+                        float(cell) / (1000 if cell > 1e11 else 1), tz=dt.UTC
+                    )
+                else:
+                    s = str(cell).strip()
+                    try:
+                        d = dt.datetime.strptime(s, GARMIN_TIME_FORMAT)
+                    except ValueError:
+                        d = dt.datetime.fromisoformat(s)
+            except (ValueError, OverflowError, OSError):
+                raise BadRecordingError(
+                    f"not a time: {str(cell)[:40]!r}", path=path, row=i + 2, column=col
+                ) from None
+            if d.tzinfo is None:
+                d = d.replace(tzinfo=dt.UTC)
+            ms = round(d.timestamp() * 1000)
+            cache[cell] = ms
+        out[i] = ms
+    if tz:
+        out = _localize(out, tz)
+    if table.has("timestamp_ms"):
+        extra = numeric_column(table, "timestamp_ms")
+        if np.isnan(extra).any():
+            i = int(np.flatnonzero(np.isnan(extra))[0])
+            raise BadRecordingError(
+                "empty cell", path=path, row=i + 2, column=table.name("timestamp_ms")
+            )
+        extra_i = np.rint(extra).astype(np.int64)
+        absolute = extra_i >= 10**11  # some exports hold full epoch ms here
+        out = np.where(absolute, extra_i, out + extra_i)
+    return out
+
+
+def _garmin_sensor(table: Table) -> str:
+    for sensor, cols in _GARMIN_VALUE_COLUMNS.items():
+        if table.has(cols[0]):
+            return sensor
+    name = table.path.name.lower()
+    if "acc" in name:
+        return "accel"
+    if "gyr" in name:
+        return "gyro"
+    raise BadRecordingError(
+        "cannot tell accelerometer from gyroscope (no calibrated_accel_*/calibrated_gyro_* "
+        "columns, no 'acc'/'gyr' in the file name)",
+        path=str(table.path),
+    )
+
+
+def read_garmin_file(
+    path: str | Path,
+    *,
+    unit: str | None = None,
+    tz: str | None = None,
+    repairs: dict[str, int] | None = None,
+    table: Table | None = None,
+) -> SensorSeries:
+    """One Garmin-style export file (accelerometer or gyroscope) as a SensorSeries."""
+    tab = table if table is not None else load_table(path)
+    sensor = _garmin_sensor(tab)
+    names = _GARMIN_VALUE_COLUMNS[sensor]
+    if not tab.has(names[0]) and tab.has("x"):
+        names = ("x", "y", "z")
+    for c in ("timestamp", "sample_time_offset", *names):
+        tab.raw(c)  # raises naming the missing column
+    row_ms = _garmin_row_times(tab, tz)
+    offs, n_off = _list_column(tab, "sample_time_offset")
+    vals = []
+    for c in names:
+        flat, n = _list_column(tab, c)
+        if not np.array_equal(n, n_off):
+            i = int(np.flatnonzero(n != n_off)[0])
+            raise BadRecordingError(
+                f"list has {n[i]} values but sample_time_offset has {n_off[i]}",
+                path=str(tab.path),
+                row=i + 2,
+                column=tab.name(c),
+            )
+        vals.append(flat)
+    t = np.repeat(row_ms, n_off) + np.rint(offs).astype(np.int64)
+    rows = np.repeat(np.arange(2, tab.n_rows + 2, dtype=np.int64), n_off)
+    xyz = np.stack(vals, axis=1)
+    if unit is None and names[0].startswith("calibrated_"):
+        unit = units.detect_accel_unit(xyz) if sensor == "accel" else units.detect_gyro_unit(xyz)
+    return make_series(
+        sensor,
+        t,
+        xyz,
+        unit=unit,
+        path=str(tab.path),
+        repairs=repairs,
+        rows=rows,
+        columns=[tab.name(c) for c in names],
+    )
+
+
+def read_labels_csv(path: str | Path) -> tuple[LabelSpan, ...]:
+    """A labels sidecar: CSV with start_ms,end_ms,label (epoch ms, [start, end))."""
+    tab = load_table(path)
+    start = numeric_column(tab, "start_ms")
+    end = numeric_column(tab, "end_ms")
+    lab = tab.raw("label")
+    spans = []
+    for i, (a, b, name) in enumerate(zip(start, end, lab, strict=True)):
+        if not (np.isfinite(a) and np.isfinite(b)) or b <= a:
+            raise BadRecordingError(
+                "label span needs start_ms < end_ms", path=str(path), row=i + 2, column="end_ms"
+            )
+        spans.append(LabelSpan(int(a), int(b), str(name)))
+    return tuple(spans)
+
+
+def _sidecar_for(path: Path) -> Path | None:
+    name = path.name
+    for marker in ("-accelerometer_data", "-gyroscope_data"):
+        if marker in name:
+            cand = path.with_name(name.split(marker)[0] + "-labels.csv")
+            if cand.is_file():
+                return cand
+    return None
+
+
+def read_garmin_pair(
+    accel_path: str | Path,
+    gyro_path: str | Path,
+    *,
+    accel_unit: str | None = None,
+    gyro_unit: str | None = None,
+    tz: str | None = None,
+    labels_path: str | Path | None = None,
+) -> Recording:
+    """The Garmin-style Excel pair (plus ``<stamp>-labels.csv`` next to it, if present)."""
+    repairs: dict[str, int] = {}
+    acc = read_garmin_file(accel_path, unit=accel_unit, tz=tz, repairs=repairs)
+    gyr = read_garmin_file(gyro_path, unit=gyro_unit, tz=tz, repairs=repairs)
+    if acc.sensor != "accel" or gyr.sensor != "gyro":
+        raise BadRecordingError(
+            f"expected an accelerometer and a gyroscope file, got {acc.sensor} and {gyr.sensor}",
+            path=str(accel_path),
+        )
+    lp = Path(labels_path) if labels_path is not None else _sidecar_for(Path(accel_path))
+    labels = read_labels_csv(lp) if lp is not None else ()
+    return Recording(
+        accel=acc,
+        gyro=gyr,
+        labels=labels,
+        source=str(accel_path),
+        meta={
+            "format": "garmin-excel",
+            "files": [str(accel_path), str(gyro_path)] + ([str(lp)] if lp else []),
+            "repairs": repairs,
+        },
+    )

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -19,7 +19,8 @@ class _Frozen(BaseModel):
 
 
 class KafkaSettings(_Frozen):
-    bootstrap_servers: str = "127.0.0.1:9092"
+    #: ``host:port[,host:port]``; unset means the local stack's broker (``ports.kafka``).
+    bootstrap_servers: str = ""
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     sasl_mechanism: str | None = None
     sasl_username: str | None = None
@@ -53,7 +54,8 @@ class KafkaSettings(_Frozen):
 
 
 class RedisSettings(_Frozen):
-    url: str = "redis://127.0.0.1:6379/0"
+    #: unset means the local stack's server (``ports.redis``).
+    url: str = ""
     password: SecretStr | None = None
     tls: bool = False
     history_maxlen: int = Field(default=10_000, ge=1)
@@ -113,6 +115,10 @@ class Settings(BaseSettings):
     )
 
     data_dir: Path = Path(".data")
+    #: Downloads shared by every data directory (the Kafka broker jars).
+    cache_dir: Path = Field(default_factory=lambda: Path.home() / ".cache" / "wearmon")
+    #: The repository's deploy/ folder (pom.xml for the broker, Prometheus files).
+    deploy_dir: Path = Field(default_factory=lambda: Path(__file__).resolve().parents[1] / "deploy")
     mlflow_tracking_uri: str | None = None
     model_name: str = "wearmon-har"
     log_level: str = "INFO"
@@ -122,6 +128,28 @@ class Settings(BaseSettings):
     metrics: MetricsSettings = MetricsSettings()
     signal: SignalSettings = SignalSettings()
     stream: StreamSettings = StreamSettings()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _local_addresses(cls, data: Any) -> Any:
+        """Point Kafka and Redis at the local stack's ports unless addresses are set."""
+        if not isinstance(data, dict):
+            return data
+        ports = data.get("ports") or {}
+        if isinstance(ports, StackPorts):
+            ports = ports.model_dump()
+        kafka_port = int(ports.get("kafka", StackPorts().kafka))
+        redis_port = int(ports.get("redis", StackPorts().redis))
+        for key, field, value in (
+            ("kafka", "bootstrap_servers", f"127.0.0.1:{kafka_port}"),
+            ("redis", "url", f"redis://127.0.0.1:{redis_port}/0"),
+        ):
+            sub = data.get(key) or {}
+            if isinstance(sub, BaseModel):
+                sub = sub.model_dump()
+            if not sub.get(field):
+                data[key] = {**sub, field: value}
+        return data
 
     @property
     def tracking_uri(self) -> str:

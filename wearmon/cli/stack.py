@@ -1,7 +1,65 @@
-"""`wearmon stack ...` commands."""
+"""`wearmon stack up | down | status | fetch`: the local single-machine stack."""
 
 from __future__ import annotations
 
-import typer
+import time
 
-app = typer.Typer(help="The local single-machine stack.", no_args_is_help=True)
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from wearmon.cli.common import settings_of
+from wearmon.stack import LocalStack, fetch_kafka, kafka_version
+
+app = typer.Typer(
+    help="The local single-machine stack: Kafka (KRaft), Redis, Prometheus, on loopback.",
+    no_args_is_help=True,
+)
+console = Console()
+
+
+@app.command()
+def fetch(ctx: typer.Context) -> None:
+    """Resolve the Kafka broker jars from Maven Central into the cache (once)."""
+    settings = settings_of(ctx)
+    libs = fetch_kafka(settings, quiet=False)
+    console.print(f"Kafka {kafka_version(libs)} jars in {libs}")
+
+
+@app.command()
+def up(
+    ctx: typer.Context,
+    timeout: float = typer.Option(90.0, help="Seconds to wait for every service to be ready."),
+) -> None:
+    """Start Kafka, Redis and Prometheus (those not already running) and wait until ready."""
+    stack = LocalStack(settings_of(ctx))
+    t0 = time.monotonic()
+    timings = stack.up(timeout=timeout)
+    for name, secs in timings.items():
+        what = "already running" if secs == 0 else f"ready in {secs:.1f} s"
+        console.print(f"{name:<11} {stack.address(name):<24} {what}")
+    console.print(f"stack ready in {time.monotonic() - t0:.1f} s (data in {stack.root})")
+
+
+@app.command()
+def down(ctx: typer.Context) -> None:
+    """Stop exactly the processes that `stack up` started."""
+    stack = LocalStack(settings_of(ctx))
+    stopped = stack.down()
+    console.print(f"stopped: {', '.join(stopped) if stopped else 'nothing was running'}")
+
+
+@app.command()
+def status(ctx: typer.Context) -> None:
+    """Health and address of each service; exits 1 if any is not ready."""
+    stack = LocalStack(settings_of(ctx))
+    table = Table("service", "address", "pid", "state", "log")
+    healthy = True
+    for st in stack.status():
+        state = "ready" if st.ready else ("starting/unhealthy" if st.running else "down")
+        healthy &= st.ready
+        colour = "green" if st.ready else "red"
+        table.add_row(st.name, st.address, str(st.pid or "-"), f"[{colour}]{state}", st.log)
+    console.print(table)
+    if not healthy:
+        raise typer.Exit(1)

@@ -1,0 +1,516 @@
+"""The local single-machine stack: a real Kafka broker (KRaft), Redis and Prometheus.
+
+Everything binds to loopback. Each service runs as its own process session; its pid, command
+and address are kept in ``<data_dir>/stack/state.json`` so that ``down`` stops exactly what
+``up`` started. Logs go to ``<data_dir>/stack/logs/``.
+
+The Kafka broker's jars are resolved from Maven Central by ``deploy/kafka/pom.xml`` into
+``<cache_dir>/kafka-<hash of the pom>/libs`` once; later runs find them there and touch no
+network.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from wearmon.errors import PrerequisiteError, StackError
+from wearmon.settings import Settings
+
+log = logging.getLogger(__name__)
+
+SERVICES = ("kafka", "redis", "prometheus")
+
+#: The Debian packages that provide each program the stack needs.
+PREREQUISITES: dict[str, str] = {
+    "java": "apt-get install -y openjdk-17-jre-headless",
+    "mvn": "apt-get install -y maven",
+    "redis-server": "apt-get install -y redis-server",
+    "prometheus": "apt-get install -y prometheus",
+}
+
+
+def require(program: str) -> str:
+    """The path of ``program``, or a PrerequisiteError naming the command that installs it."""
+    path = shutil.which(program)
+    if path is None:
+        hint = PREREQUISITES.get(program, f"install {program}")
+        raise PrerequisiteError(f"{program} not found on PATH: install it with `{hint}`")
+    return path
+
+
+def port_open(port: int, host: str = "127.0.0.1", timeout: float = 0.2) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.settimeout(timeout)
+        return s.connect_ex((host, port)) == 0
+
+
+def free_port() -> int:
+    """A port that is free on loopback right now (for tests and ad-hoc stacks)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie is not alive for our purposes.
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            return fh.read().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+# --------------------------------------------------------------------------- Kafka jars
+
+
+def kafka_libs_dir(settings: Settings) -> Path:
+    pom = settings.deploy_dir / "kafka" / "pom.xml"
+    if not pom.is_file():
+        raise StackError(f"{pom} not found: set WEARMON_DEPLOY_DIR to the repository's deploy/")
+    digest = hashlib.sha256(pom.read_bytes()).hexdigest()[:12]
+    return settings.cache_dir / f"kafka-{digest}" / "libs"
+
+
+def fetch_kafka(settings: Settings, *, quiet: bool = True) -> Path:
+    """Resolve the broker jars once; a complete cache is reused without touching the network."""
+    libs = kafka_libs_dir(settings)
+    marker = libs / ".complete"
+    if marker.is_file():
+        return libs
+    mvn = require("mvn")
+    require("java")
+    pom = settings.deploy_dir / "kafka" / "pom.xml"
+    tmp = libs.with_name("libs.partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    cmd = [
+        mvn,
+        "-B",
+        *(["-q"] if quiet else []),
+        "-f",
+        str(pom),
+        "dependency:copy-dependencies",
+        f"-DoutputDirectory={tmp}",
+        "-DincludeScope=runtime",
+    ]
+    log.info("resolving the Kafka broker jars with Maven into %s", libs)
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        tail = (proc.stdout + proc.stderr).strip().splitlines()[-1:] or ["no output"]
+        raise StackError(f"mvn could not resolve the Kafka jars ({pom}): {tail[0]}")
+    jars = sorted(p.name for p in tmp.glob("*.jar"))
+    if not any(j.startswith("kafka_2.13-") for j in jars):
+        raise StackError(f"mvn ran but no kafka_2.13 jar arrived in {tmp}")
+    shutil.rmtree(libs, ignore_errors=True)
+    tmp.rename(libs)
+    marker.write_text("\n".join(jars) + "\n")
+    return libs
+
+
+def kafka_version(libs: Path) -> str:
+    for jar in libs.glob("kafka_2.13-*.jar"):
+        return jar.stem.removeprefix("kafka_2.13-")
+    return "unknown"
+
+
+# --------------------------------------------------------------------------- readiness
+
+
+def kafka_ready(bootstrap: str, timeout: float = 2.0) -> bool:
+    host, _, port = bootstrap.split(",")[0].rpartition(":")
+    if not port_open(int(port), host or "127.0.0.1"):
+        return False
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
+    try:
+        md = admin.list_topics(timeout=timeout)
+    except Exception:
+        return False
+    return bool(md.brokers)
+
+
+def redis_ready(url: str, password: str | None = None) -> bool:
+    import redis
+
+    try:
+        client = redis.Redis.from_url(url, password=password, socket_timeout=1.0)
+        try:
+            return bool(client.ping())
+        finally:
+            client.close()
+    except Exception:
+        return False
+
+
+def prometheus_ready(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/-/ready", timeout=1.0) as resp:
+            return bool(resp.status == 200)
+    except Exception:
+        return False
+
+
+# --------------------------------------------------------------------------- the stack
+
+
+@dataclass(frozen=True)
+class ServiceStatus:
+    name: str
+    address: str
+    pid: int | None
+    running: bool
+    ready: bool
+    log: str
+
+
+class LocalStack:
+    """Start, stop and inspect the local stack described by ``settings``."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.root = (settings.data_dir / "stack").resolve()
+        self.logs = self.root / "logs"
+        self.state_file = self.root / "state.json"
+
+    # -- state
+    def _load_state(self) -> dict[str, dict[str, object]]:
+        try:
+            data = json.loads(self.state_file.read_text())
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def _save_state(self, state: dict[str, dict[str, object]]) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        tmp = self.state_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(state, indent=2))
+        tmp.replace(self.state_file)
+
+    # -- addresses and checks
+    def address(self, name: str) -> str:
+        p = self.settings.ports
+        return {
+            "kafka": f"127.0.0.1:{p.kafka}",
+            "redis": f"127.0.0.1:{p.redis}",
+            "prometheus": f"http://127.0.0.1:{p.prometheus}",
+        }[name]
+
+    def _port(self, name: str) -> int:
+        p = self.settings.ports
+        return {"kafka": p.kafka, "redis": p.redis, "prometheus": p.prometheus}[name]
+
+    def ready(self, name: str) -> bool:
+        if name == "kafka":
+            return kafka_ready(self.address("kafka"))
+        if name == "redis":
+            pw = self.settings.redis.password
+            return redis_ready(
+                f"redis://{self.address('redis')}/0", pw.get_secret_value() if pw else None
+            )
+        return prometheus_ready(self.settings.ports.prometheus)
+
+    # -- service definitions
+    def _kafka_argv(self) -> list[str]:
+        libs = fetch_kafka(self.settings)
+        java = require("java")
+        d = self.root / "kafka"
+        data = d / "data"
+        d.mkdir(parents=True, exist_ok=True)
+        p = self.settings.ports
+        props = d / "server.properties"
+        props.write_text(
+            "\n".join(
+                [
+                    "process.roles=broker,controller",
+                    "node.id=1",
+                    f"controller.quorum.voters=1@127.0.0.1:{p.kafka_controller}",
+                    f"listeners=PLAINTEXT://127.0.0.1:{p.kafka},"
+                    f"CONTROLLER://127.0.0.1:{p.kafka_controller}",
+                    f"advertised.listeners=PLAINTEXT://127.0.0.1:{p.kafka}",
+                    "controller.listener.names=CONTROLLER",
+                    "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+                    "inter.broker.listener.name=PLAINTEXT",
+                    f"log.dirs={data}",
+                    f"num.partitions={self.settings.kafka.partitions}",
+                    "auto.create.topics.enable=true",
+                    "offsets.topic.replication.factor=1",
+                    "offsets.topic.num.partitions=1",
+                    "transaction.state.log.replication.factor=1",
+                    "transaction.state.log.min.isr=1",
+                    "transaction.state.log.num.partitions=1",
+                    "share.coordinator.state.topic.replication.factor=1",
+                    "group.initial.rebalance.delay.ms=0",
+                    "log.retention.hours=24",
+                    "",
+                ]
+            )
+        )
+        (d / "log4j2.properties").write_text(
+            "\n".join(
+                [
+                    "rootLogger.level=INFO",
+                    "rootLogger.appenderRef.stdout.ref=STDOUT",
+                    "appender.stdout.type=Console",
+                    "appender.stdout.name=STDOUT",
+                    "appender.stdout.layout.type=PatternLayout",
+                    "appender.stdout.layout.pattern=[%d] %p %m (%c)%n",
+                    "logger.kafka.name=kafka",
+                    "logger.kafka.level=WARN",
+                    "logger.apache.name=org.apache.kafka",
+                    "logger.apache.level=WARN",
+                    "logger.started.name=kafka.server.KafkaRaftServer",
+                    "logger.started.level=INFO",
+                    "",
+                ]
+            )
+        )
+        classpath = f"{libs}/*"
+        if not (data / "meta.properties").is_file():
+            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+            fmt = subprocess.run(
+                [java, "-cp", classpath, "kafka.tools.StorageTool", "format",
+                 "-t", cluster_id, "-c", str(props)],
+                capture_output=True, text=True, check=False,
+            )  # fmt: skip
+            if fmt.returncode != 0:
+                last = (fmt.stdout + fmt.stderr).strip().splitlines()[-1:] or ["no output"]
+                raise StackError(f"formatting Kafka storage in {data} failed: {last[0]}")
+        return [
+            java,
+            "-Xms256m",
+            "-Xmx512m",
+            "-XX:+UseG1GC",
+            "-Djava.awt.headless=true",
+            f"-Dlog4j2.configurationFile={d / 'log4j2.properties'}",
+            "-cp",
+            classpath,
+            "kafka.Kafka",
+            str(props),
+        ]
+
+    def _redis_argv(self) -> list[str]:
+        exe = require("redis-server")
+        d = self.root / "redis"
+        d.mkdir(parents=True, exist_ok=True)
+        argv = [
+            exe,
+            "--bind", "127.0.0.1",
+            "--port", str(self.settings.ports.redis),
+            "--dir", str(d),
+            "--daemonize", "no",
+            "--appendonly", "yes",
+            "--save", "",
+        ]  # fmt: skip
+        if self.settings.redis.password is not None:
+            argv += ["--requirepass", self.settings.redis.password.get_secret_value()]
+        return argv
+
+    def prometheus_config(self) -> str:
+        """The local Prometheus config: itself plus every wearmon metrics endpoint."""
+        m = self.settings.metrics
+        rules = sorted((self.settings.deploy_dir / "prometheus" / "rules").glob("*.yml"))
+        lines = [
+            "global:",
+            "  scrape_interval: 5s",
+            "  evaluation_interval: 5s",
+        ]
+        if rules:
+            lines.append("rule_files:")
+            lines += [f"  - {r}" for r in rules]
+        lines += [
+            "scrape_configs:",
+            "  - job_name: prometheus",
+            "    static_configs:",
+            f"      - targets: ['127.0.0.1:{self.settings.ports.prometheus}']",
+        ]
+        for job, port in (
+            ("wearmon-stream", m.stream_port),
+            ("wearmon-replay", m.replay_port),
+            ("wearmon-monitor", m.monitor_port),
+        ):
+            lines += [
+                f"  - job_name: {job}",
+                "    static_configs:",
+                f"      - targets: ['127.0.0.1:{port}']",
+            ]
+        return "\n".join(lines) + "\n"
+
+    def _prometheus_argv(self) -> list[str]:
+        exe = require("prometheus")
+        d = self.root / "prometheus"
+        (d / "tsdb").mkdir(parents=True, exist_ok=True)
+        cfg = d / "prometheus.yml"
+        cfg.write_text(self.prometheus_config())
+        return [
+            exe,
+            f"--config.file={cfg}",
+            f"--storage.tsdb.path={d / 'tsdb'}",
+            f"--web.listen-address=127.0.0.1:{self.settings.ports.prometheus}",
+            "--web.enable-lifecycle",
+            "--storage.tsdb.retention.time=2d",
+        ]
+
+    # -- lifecycle
+    def up(self, timeout: float = 90.0) -> dict[str, float]:
+        """Start every service that is not running and wait until all are ready.
+
+        Returns the seconds each service took to become ready (0 for one already running).
+        """
+        for prog in ("java", "redis-server", "prometheus"):
+            require(prog)
+        fetch_kafka(self.settings)
+        state = self._load_state()
+        self.logs.mkdir(parents=True, exist_ok=True)
+        builders: dict[str, Callable[[], list[str]]] = {
+            "kafka": self._kafka_argv,
+            "redis": self._redis_argv,
+            "prometheus": self._prometheus_argv,
+        }
+        t0 = time.monotonic()
+        started: dict[str, subprocess.Popen[bytes]] = {}
+        timings: dict[str, float] = {}
+        try:
+            for name in SERVICES:
+                entry = state.get(name)
+                if entry and pid_alive(int(str(entry["pid"]))):
+                    timings[name] = 0.0
+                    continue
+                port = self._port(name)
+                if port_open(port):
+                    raise StackError(
+                        f"{name}: port {port} on 127.0.0.1 is already in use by another "
+                        f"process; choose another with WEARMON_PORTS__{name.upper()}"
+                    )
+                argv = builders[name]()
+                logf = self.logs / f"{name}.log"
+                with open(logf, "ab") as out:
+                    proc = subprocess.Popen(
+                        argv,
+                        stdout=out,
+                        stderr=subprocess.STDOUT,
+                        stdin=subprocess.DEVNULL,
+                        start_new_session=True,
+                        cwd=self.root,
+                    )
+                started[name] = proc
+                state[name] = {
+                    "pid": proc.pid,
+                    "argv0": argv[0],
+                    "address": self.address(name),
+                    "log": str(logf),
+                    "started": time.time(),
+                }
+                self._save_state(state)
+            pending = set(started)
+            deadline = t0 + timeout
+            while pending:
+                for name in sorted(pending):
+                    proc = started[name]
+                    if proc.poll() is not None:
+                        raise StackError(
+                            f"{name} exited with code {proc.returncode} during start-up; "
+                            f"see {self.logs / (name + '.log')}"
+                        )
+                    if self.ready(name):
+                        timings[name] = time.monotonic() - t0
+                        pending.discard(name)
+                if pending and time.monotonic() > deadline:
+                    raise StackError(
+                        f"not ready after {timeout:.0f} s: {', '.join(sorted(pending))}; "
+                        f"see the logs in {self.logs}"
+                    )
+                if pending:
+                    time.sleep(0.2)
+        except BaseException:
+            for name in started:
+                self._stop(name, state.get(name, {}))
+                state.pop(name, None)
+            self._save_state(state)
+            raise
+        return timings
+
+    def _stop(self, name: str, entry: dict[str, object], grace: float = 20.0) -> bool:
+        """Stop one service by its recorded pid (and its process group). True if it was up."""
+        pid = entry.get("pid")
+        if not isinstance(pid, int) or not pid_alive(pid):
+            return False
+        argv0 = str(entry.get("argv0", ""))
+        if argv0 and Path(argv0).name not in _cmdline(pid):
+            log.warning("pid %d is no longer %s; leaving it alone", pid, name)
+            return False
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline and pid_alive(pid):
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, os.WNOHANG)
+            time.sleep(0.1)
+        if pid_alive(pid):
+            log.warning("%s (pid %d) ignored SIGTERM for %.0f s; killing it", name, pid, grace)
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGKILL)
+            while pid_alive(pid):
+                time.sleep(0.05)
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
+        return True
+
+    def down(self) -> list[str]:
+        """Stop exactly what ``up`` started. Returns the names of the services stopped."""
+        state = self._load_state()
+        stopped = []
+        for name in reversed(SERVICES):
+            entry = state.pop(name, None)
+            if entry and self._stop(name, entry):
+                stopped.append(name)
+        self._save_state(state)
+        return stopped
+
+    def status(self) -> list[ServiceStatus]:
+        state = self._load_state()
+        out = []
+        for name in SERVICES:
+            entry = state.get(name) or {}
+            pid = entry.get("pid")
+            running = isinstance(pid, int) and pid_alive(pid)
+            out.append(
+                ServiceStatus(
+                    name=name,
+                    address=self.address(name),
+                    pid=pid if isinstance(pid, int) else None,
+                    running=running,
+                    ready=running and self.ready(name),
+                    log=str(self.logs / f"{name}.log"),
+                )
+            )
+        return out

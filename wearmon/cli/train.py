@@ -1,9 +1,142 @@
-"""`wearmon train` command(s)."""
+"""`wearmon train` and `wearmon evaluate`."""
 
 from __future__ import annotations
 
 import typer
 
+from wearmon.cli.common import settings_of
+
+
+def _progress(label: str, epoch: int, logs: dict[str, float]) -> None:
+    shown = "  ".join(
+        f"{k} {v:.4f}"
+        for k, v in logs.items()
+        if k in ("loss", "accuracy", "val_loss", "val_accuracy")
+    )
+    typer.echo(f"[{label}] epoch {epoch + 1:>3}  {shown}", err=True)
+
+
+def train_cmd(
+    ctx: typer.Context,
+    data: str = typer.Option(
+        "seglearn", "--data", help="seglearn | adamsense:PATH | recording:PATH[,PATH]"
+    ),
+    cv: int = typer.Option(0, "--cv", help="K-fold cross-validation by subject (no registration)."),
+    epochs: int = typer.Option(
+        None, "--epochs", help="Maximum epochs (early stopping may end sooner)."
+    ),
+    batch_size: int = typer.Option(None, "--batch-size"),
+    filters: str = typer.Option(None, "--filters", help="Conv filters per block, e.g. 32,64."),
+    kernel: int = typer.Option(None, "--kernel", help="Conv kernel size."),
+    lstm_units: int = typer.Option(None, "--lstm-units"),
+    lstm_layers: int = typer.Option(None, "--lstm-layers"),
+    dropout: float = typer.Option(None, "--dropout"),
+    learning_rate: float = typer.Option(None, "--lr"),
+    patience: int = typer.Option(None, "--patience"),
+    no_augment: bool = typer.Option(
+        False, "--no-augment", help="No rotation/scaling augmentation."
+    ),
+    train_hop: int = typer.Option(50, "--train-hop", help="Hop of training windows (samples)."),
+    test_fraction: float = typer.Option(0.2, "--test-fraction", help="Share of subjects held out."),
+    subjects: str = typer.Option(None, "--subjects", help="Only these subjects, e.g. 1,2,3."),
+    init_from: str = typer.Option(
+        None, "--init-from", help="Fine-tune from a version, alias or .keras file."
+    ),
+    freeze_conv: bool = typer.Option(
+        False, "--freeze-conv", help="Freeze conv layers (with --init-from)."
+    ),
+    seed: int = typer.Option(None, "--seed"),
+    no_register: bool = typer.Option(False, "--no-register", help="Track but do not register."),
+) -> None:
+    """Train the 1D-CNN-BiLSTM (tracked in MLflow, registered with metadata and reference
+    profile); with --cv K, estimate accuracy by subject-grouped K-fold cross-validation."""
+    from trainer.model import ModelConfig
+    from trainer.train import TrainOptions, cross_validate, train
+
+    settings = settings_of(ctx)
+    overrides = {
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "kernel_size": kernel,
+        "lstm_units": lstm_units,
+        "lstm_layers": lstm_layers,
+        "dropout": dropout,
+        "learning_rate": learning_rate,
+        "patience": patience,
+        "seed": seed,
+    }
+    cfg = {k: v for k, v in overrides.items() if v is not None}
+    if filters:
+        cfg["conv_filters"] = [int(v) for v in filters.split(",") if v.strip()]
+    if no_augment:
+        cfg["augment"] = False
+    if freeze_conv and not init_from:
+        raise typer.BadParameter("--freeze-conv needs --init-from")
+    opts = TrainOptions(
+        data=data,
+        config=ModelConfig.from_dict({**ModelConfig().to_dict(), **cfg}),
+        train_hop=train_hop,
+        test_fraction=test_fraction,
+        subjects=tuple(s.strip() for s in subjects.split(",")) if subjects else None,
+        init_from=init_from,
+        freeze_conv=freeze_conv,
+        register=not no_register,
+    )
+    if cv:
+        s = cross_validate(settings, opts, cv, progress=_progress)
+        for r in s["folds"]:
+            typer.echo(
+                f"fold {r['fold']}  test subjects {','.join(r['test_subjects']):<8} "
+                f"accuracy {r['accuracy']:.4f}  macro-F1 {r['macro_f1']:.4f}  "
+                f"{r['seconds']:.0f} s ({r['epochs']} epochs)"
+            )
+        typer.echo(
+            f"{cv}-fold CV by subject: accuracy {s['accuracy_mean']:.4f} ± {s['accuracy_std']:.4f}"
+            f", macro-F1 {s['macro_f1_mean']:.4f} ± {s['macro_f1_std']:.4f}, "
+            f"{s['seconds_mean']:.0f} ± {s['seconds_std']:.0f} s per fold  ({s['path']})"
+        )
+        return
+    res = train(settings, opts, progress=_progress)
+    if res.metrics:
+        typer.echo(
+            f"held-out subjects {','.join(res.split.test or res.split.val)}: "
+            f"accuracy {res.metrics['accuracy']:.4f}, macro-F1 {res.metrics['macro_f1']:.4f}"
+        )
+    typer.echo(f"run {res.run_id}  {res.seconds:.0f} s")
+    if res.version:
+        typer.echo(f"registered {settings.model_name} version {res.version}")
+    if res.report_dir:
+        typer.echo(f"report: {res.report_dir}")
+
+
+def evaluate_cmd(
+    ctx: typer.Context,
+    model: str = typer.Option("champion", "--model", help="Version, alias or 'latest'."),
+    data: str = typer.Option(None, "--data", help="Data source (default: the model's own)."),
+    subjects: str = typer.Option(
+        None, "--subjects", help="Subjects to evaluate on (default: the model's test subjects)."
+    ),
+) -> None:
+    """Evaluate a registered version: metrics JSON, Markdown and PNG, logged to MLflow."""
+    from trainer.evaluate_run import evaluate_version
+
+    settings = settings_of(ctx)
+    res = evaluate_version(
+        settings,
+        model,
+        data=data,
+        subjects=[s.strip() for s in subjects.split(",")] if subjects else None,
+    )
+    m = res["metrics"]
+    typer.echo(
+        f"version {res['version']} on {res['data']} subjects {','.join(res['subjects'])}: "
+        f"{m['n']} windows, accuracy {m['accuracy']:.4f}, macro-F1 {m['macro_f1']:.4f}, "
+        f"kappa {m['cohen_kappa']:.4f}, MCC {m['mcc']:.4f}, ROC-AUC {m['roc_auc_ovr']:.4f}"
+    )
+    typer.echo(f"report: {res['report_dir']}")
+
 
 def register(app: typer.Typer) -> None:
     """Add this module's top-level command(s) to the root app."""
+    app.command("train")(train_cmd)
+    app.command("evaluate")(evaluate_cmd)

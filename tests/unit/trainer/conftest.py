@@ -1,0 +1,38 @@
+"""Fixtures of the trainer tests: a tmp data dir per test, a tiny model config."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from trainer.model import ModelConfig
+from wearmon.settings import Settings
+
+THESIS = Path(__file__).resolve().parents[4] / "shared" / "anchors" / "thesis-model"
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(data_dir=tmp_path / "data")
+
+
+@pytest.fixture
+def tiny_config() -> ModelConfig:
+    return ModelConfig(
+        conv_filters=(4,),
+        kernel_size=3,
+        pool_size=4,
+        lstm_units=4,
+        dense_units=8,
+        epochs=1,
+        batch_size=16,
+        patience=1,
+    )
+
+
+@pytest.fixture
+def thesis_dir() -> Path:
+    if not (THESIS / "model.keras").is_file():
+        pytest.skip(f"thesis model not found at {THESIS}")
+    return THESIS

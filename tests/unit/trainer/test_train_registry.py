@@ -1,0 +1,80 @@
+"""Train a tiny model for one epoch, register it, load it back by alias: same predictions."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from trainer import registry
+from trainer.model import ModelConfig, predict_proba
+from trainer.serving import champion_version, load_alias, load_version
+from trainer.train import TrainOptions, cross_validate, train
+from wearmon.settings import Settings
+
+
+@pytest.mark.slow
+def test_train_register_load_by_alias_same_predictions(
+    settings: Settings, tiny_config: ModelConfig
+) -> None:
+    opts = TrainOptions(
+        config=tiny_config, subjects=("1", "2", "3"), max_windows_per_subject=24, train_hop=100
+    )
+    res = train(settings, opts)
+    assert res.version == "1"
+    assert set(res.split.train) | set(res.split.val) | set(res.split.test) == {"1", "2", "3"}
+    assert not set(res.split.train) & set(res.split.test)
+    assert res.metrics and 0.0 <= res.metrics["accuracy"] <= 1.0
+    assert champion_version(settings) == "1"  # the first version becomes champion
+
+    served = load_alias(settings, "champion")
+    assert served.version == "1" and served.window == 200
+    meta = served.metadata
+    assert meta["classes"] == served.classes and len(served.classes) == 7
+    assert meta["window"] == 200 and meta["hop"] == 100 and meta["rate_hz"] == 50
+    assert meta["channels"] == ["Ax", "Ay", "Az", "Gx", "Gy", "Gz"]
+    assert len(meta["data"]["hash"]) == 64 and meta["split"]["test"] == res.split.test
+
+    profile = registry.read_reference_profile(settings, "1")
+    assert profile is not None and len(profile) > 0 and "Ax_mean" in profile.columns
+
+    rng = np.random.default_rng(1)
+    x = (rng.normal(size=(5, 200, 6)) * [3, 3, 3, 40, 40, 40]).astype(np.float32)
+    import keras
+
+    direct = keras.saving.load_model(
+        str(registry.model_file(registry.version_dir(settings, "1"))), compile=False
+    )
+    want = predict_proba(direct, x, served.scaler)
+    got = served.predict_proba(x)
+    assert got.shape == (5, 7) and got.dtype == np.float32
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    np.testing.assert_allclose(load_version(settings, "1").predict_proba(x[:1]), want[:1], atol=1e-5)
+
+
+@pytest.mark.slow
+def test_fine_tune_from_version_with_frozen_conv(settings: Settings, tiny_config: ModelConfig) -> None:
+    base = TrainOptions(
+        config=tiny_config, subjects=("1", "2", "3"), max_windows_per_subject=16, train_hop=100
+    )
+    first = train(settings, base)
+    tuned = train(settings, TrainOptions(**{**base.__dict__, "init_from": "champion", "freeze_conv": True}))
+    assert (first.version, tuned.version) == ("1", "2")
+    meta = registry.read_metadata(settings, "2")
+    assert meta["init_from"].endswith("/1") and meta["freeze_conv"] is True
+    # fine-tuning keeps the source model's normalisation
+    assert meta["scaler"] == registry.read_metadata(settings, "1")["scaler"]
+    assert champion_version(settings) == "1"  # registering never moves the champion
+
+
+@pytest.mark.slow
+def test_cross_validation_reports_mean_and_spread(settings: Settings, tiny_config: ModelConfig) -> None:
+    opts = TrainOptions(
+        config=tiny_config, subjects=("1", "2", "3", "4"), max_windows_per_subject=12, train_hop=100
+    )
+    s = cross_validate(settings, opts, 2)
+    assert len(s["folds"]) == 2
+    tested = sorted(x for f in s["folds"] for x in f["test_subjects"])
+    assert tested == ["1", "2", "3", "4"]
+    for f in s["folds"]:
+        assert not set(f["test_subjects"]) & set(f["val_subjects"])
+    assert 0 <= s["accuracy_mean"] <= 1 and s["accuracy_std"] >= 0 and "macro_f1_mean" in s

@@ -1,0 +1,180 @@
+"""The serving API used by the stream processor.
+
+:class:`ServingModel` wraps one registered model version: it standardises raw windows with
+the version's scaler (the shared :func:`~wearmon.signals.normalize.standardize`) and runs
+one compiled call per batch: a ``tf.function`` with a fixed input signature, batches padded
+up to a few bucket sizes, never ``model.predict`` per window.
+
+    model = load_alias(settings)            # the champion
+    probs = model.predict_proba(x)          # x: float32 (n, 200, 6), canonical units
+    if champion_version(settings) != model.version: ...   # cheap poll for hot-swap
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from wearmon.errors import IncompatibleModelError, RegistryError
+from wearmon.settings import Settings
+from wearmon.signals.normalize import Scaler, standardize
+from wearmon.signals.types import CHANNELS, WINDOW
+
+log = logging.getLogger(__name__)
+
+BUCKETS: tuple[int, ...] = (1, 8, 32, 128, 256, 512)
+
+
+class ServingModel:
+    """A loaded, validated model version ready for batched inference."""
+
+    def __init__(
+        self,
+        keras_model: Any,
+        *,
+        version: str,
+        classes: Sequence[str],
+        scaler: Scaler,
+        window: int = WINDOW,
+        channels: Sequence[str] = CHANNELS,
+        metadata: dict[str, Any] | None = None,
+        buckets: Sequence[int] = BUCKETS,
+    ) -> None:
+        from trainer.inspect import validate_model
+
+        if tuple(channels) != CHANNELS:
+            raise IncompatibleModelError(
+                f"model version {version} expects channels {list(channels)}, "
+                f"the canonical order is {list(CHANNELS)}"
+            )
+        validate_model(keras_model, list(classes), window=window, name=f"model version {version}")
+        self.keras_model = keras_model
+        self.version = str(version)
+        self.classes = [str(c) for c in classes]
+        self.scaler = scaler
+        self.window = int(window)
+        self.channels = tuple(channels)
+        self.metadata = dict(metadata or {})
+        self.buckets = tuple(sorted(int(b) for b in buckets))
+        self._fn: Any = None
+        self._lock = threading.Lock()
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.classes)
+
+    def _compiled(self) -> Any:
+        if self._fn is None:
+            import tensorflow as tf
+
+            model = self.keras_model
+
+            @tf.function(
+                input_signature=[
+                    tf.TensorSpec(shape=(None, self.window, len(CHANNELS)), dtype=tf.float32)
+                ],
+                reduce_retracing=True,
+            )
+            def _call(x: Any) -> Any:
+                return model(x, training=False)
+
+            self._fn = _call
+        return self._fn
+
+    def _bucket(self, n: int) -> int:
+        for b in self.buckets:
+            if n <= b:
+                return b
+        return self.buckets[-1]
+
+    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        """Class probabilities (n, n_classes) float32 for raw windows (n, window, 6)."""
+        x = np.asarray(x, dtype=np.float32)
+        if x.ndim != 3 or x.shape[1:] != (self.window, len(CHANNELS)):
+            raise IncompatibleModelError(
+                f"windows must be (n, {self.window}, {len(CHANNELS)}), got {x.shape}"
+            )
+        n = x.shape[0]
+        if n == 0:
+            return np.zeros((0, self.n_classes), dtype=np.float32)
+        xs = standardize(x, self.scaler)
+        fn = self._compiled()
+        out = np.empty((n, self.n_classes), dtype=np.float32)
+        largest = self.buckets[-1]
+        with self._lock:
+            for start in range(0, n, largest):
+                chunk = xs[start : start + largest]
+                m = chunk.shape[0]
+                b = self._bucket(m)
+                if b != m:
+                    chunk = np.concatenate(
+                        [chunk, np.zeros((b - m, *chunk.shape[1:]), dtype=np.float32)]
+                    )
+                out[start : start + m] = np.asarray(fn(chunk))[:m]
+        return out
+
+    def predict(self, x: np.ndarray) -> tuple[list[str], np.ndarray]:
+        """(labels, confidences) for raw windows."""
+        p = self.predict_proba(x)
+        idx = p.argmax(axis=1)
+        return [self.classes[i] for i in idx], p[np.arange(len(idx)), idx]
+
+    def warmup(self) -> None:
+        """Trace the compiled call once (and touch each bucket) so the first batch is fast."""
+        zeros = np.broadcast_to(self.scaler.mean, (1, self.window, len(CHANNELS)))
+        for b in self.buckets:
+            self.predict_proba(np.repeat(zeros, b, axis=0))
+
+    def __repr__(self) -> str:
+        return f"ServingModel(version={self.version!r}, classes={len(self.classes)})"
+
+
+def from_dir(directory: Path, version: str) -> ServingModel:
+    """A ServingModel from a version's files (model.keras + metadata.json)."""
+    import json
+
+    from trainer.inspect import load_keras
+    from trainer.registry import METADATA_FILE, model_file
+
+    meta = json.loads((directory / METADATA_FILE).read_text())
+    try:
+        classes = list(meta["classes"])
+        scaler = Scaler.from_dict(meta["scaler"])
+    except KeyError as exc:
+        raise IncompatibleModelError(f"model version {version}: metadata lacks {exc}") from None
+    return ServingModel(
+        load_keras(model_file(directory)),
+        version=version,
+        classes=classes,
+        scaler=scaler,
+        window=int(meta.get("window", WINDOW)),
+        channels=tuple(meta.get("channels", CHANNELS)),
+        metadata=meta,
+    )
+
+
+def load_version(settings: Settings, version: str) -> ServingModel:
+    """Load and validate one registered version of ``settings.model_name``."""
+    from trainer.registry import version_dir
+
+    return from_dir(version_dir(settings, str(version)), str(version))
+
+
+def load_alias(settings: Settings, alias: str = "champion") -> ServingModel:
+    """Load the version an alias points to (RegistryError when there is none)."""
+    v = champion_version(settings, alias)
+    if v is None:
+        raise RegistryError(f"{settings.model_name} has no alias {alias!r}")
+    return load_version(settings, v)
+
+
+def champion_version(settings: Settings, alias: str = "champion") -> str | None:
+    """The version the alias points to, or None. Cheap: one registry lookup, for polling."""
+    from trainer.registry import alias_version
+
+    return alias_version(settings, alias)

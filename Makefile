@@ -1,0 +1,55 @@
+# The few targets people type. `make demo` and `make test` set up a fresh machine first.
+SHELL := /bin/bash
+VENV := .venv
+BIN := $(VENV)/bin
+PYTEST_ARGS ?=
+
+.PHONY: setup demo test test-unit test-integration lint format typecheck check bench stack-up stack-down stack-status clean constraints
+
+setup:
+	@bash deploy/setup.sh
+
+demo: setup
+	$(BIN)/wearmon demo
+
+test: setup
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+test-unit: setup
+	$(BIN)/pytest -m "not integration" $(PYTEST_ARGS)
+
+test-integration: setup
+	$(BIN)/pytest -m integration $(PYTEST_ARGS)
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: setup
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+typecheck: setup
+	$(BIN)/mypy
+
+check: lint typecheck test
+
+bench: setup
+	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+stack-up: setup
+	$(BIN)/wearmon stack up
+
+stack-down:
+	$(BIN)/wearmon stack down
+
+stack-status:
+	$(BIN)/wearmon stack status
+
+# Refresh the pinned versions of every dependency from the current virtual environment.
+constraints:
+	$(BIN)/pip freeze --exclude-editable | grep -v '^-e' > constraints.txt
+
+clean:
+	-$(BIN)/wearmon stack down
+	rm -rf .data .pytest_cache .mypy_cache .ruff_cache

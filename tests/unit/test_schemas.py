@@ -61,7 +61,7 @@ def test_round_trip() -> None:
                     "z": [0.0],
                     "unit": "m/s2",
                 }
-            ).encode(),  # fmt: skip
+            ).encode(),
             "undecodable",
         ),
         (
@@ -81,7 +81,7 @@ def test_round_trip() -> None:
                     "z": [0.0],
                     "unit": "m/s2",
                 }
-            ).encode(),  # fmt: skip
+            ).encode(),
             "undecodable",
         ),
     ],

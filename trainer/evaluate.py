@@ -18,8 +18,19 @@ def compute_metrics(
 ) -> dict[str, Any]:
     """Accuracy, macro/weighted P/R/F1, Cohen's kappa, MCC, one-vs-rest ROC-AUC, per-class
     report and confusion matrix. ``proba`` is (n, n_classes) over ``classes``."""
+    import warnings
+
     from sklearn import metrics as skm
 
+    with warnings.catch_warnings():
+        # degenerate held-out sets (one class) give NaN kappa etc.; that is reported as is
+        warnings.simplefilter("ignore")
+        return _metrics(skm, y_true, proba, classes)
+
+
+def _metrics(
+    skm: Any, y_true: np.ndarray, proba: np.ndarray, classes: Sequence[str]
+) -> dict[str, Any]:
     y_true = np.asarray(y_true, dtype=np.int64)
     proba = np.asarray(proba, dtype=np.float64)
     labels = list(range(len(classes)))

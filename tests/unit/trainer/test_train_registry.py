@@ -48,16 +48,22 @@ def test_train_register_load_by_alias_same_predictions(
     got = served.predict_proba(x)
     assert got.shape == (5, 7) and got.dtype == np.float32
     np.testing.assert_allclose(got, want, atol=1e-5)
-    np.testing.assert_allclose(load_version(settings, "1").predict_proba(x[:1]), want[:1], atol=1e-5)
+    np.testing.assert_allclose(
+        load_version(settings, "1").predict_proba(x[:1]), want[:1], atol=1e-5
+    )
 
 
 @pytest.mark.slow
-def test_fine_tune_from_version_with_frozen_conv(settings: Settings, tiny_config: ModelConfig) -> None:
+def test_fine_tune_from_version_with_frozen_conv(
+    settings: Settings, tiny_config: ModelConfig
+) -> None:
     base = TrainOptions(
         config=tiny_config, subjects=("1", "2", "3"), max_windows_per_subject=16, train_hop=100
     )
     first = train(settings, base)
-    tuned = train(settings, TrainOptions(**{**base.__dict__, "init_from": "champion", "freeze_conv": True}))
+    tuned = train(
+        settings, TrainOptions(**{**base.__dict__, "init_from": "champion", "freeze_conv": True})
+    )
     assert (first.version, tuned.version) == ("1", "2")
     meta = registry.read_metadata(settings, "2")
     assert meta["init_from"].endswith("/1") and meta["freeze_conv"] is True
@@ -67,7 +73,9 @@ def test_fine_tune_from_version_with_frozen_conv(settings: Settings, tiny_config
 
 
 @pytest.mark.slow
-def test_cross_validation_reports_mean_and_spread(settings: Settings, tiny_config: ModelConfig) -> None:
+def test_cross_validation_reports_mean_and_spread(
+    settings: Settings, tiny_config: ModelConfig
+) -> None:
     opts = TrainOptions(
         config=tiny_config, subjects=("1", "2", "3", "4"), max_windows_per_subject=12, train_hop=100
     )

@@ -1,0 +1,49 @@
+"""Subject-grouped K-fold cross-validation on the seglearn watch data: accuracy and macro-F1
+mean +- std, time per fold. Same code path as `wearmon train --cv K`.
+
+    nice -n 10 .venv/bin/python benchmarks/bench_train.py [--folds 5] [--epochs 40]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+from pathlib import Path
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--folds", type=int, default=5)
+    ap.add_argument("--epochs", type=int, default=40)
+    ap.add_argument("--patience", type=int, default=10)
+    ap.add_argument("--train-hop", type=int, default=50)
+    ap.add_argument("--data-dir", type=Path, default=None, help="default: a temporary folder")
+    args = ap.parse_args()
+
+    from trainer.model import ModelConfig
+    from trainer.train import TrainOptions, cross_validate
+    from wearmon.settings import Settings
+
+    cfg = ModelConfig(epochs=args.epochs, patience=args.patience)
+    opts = TrainOptions(config=cfg, train_hop=args.train_hop)
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = Settings(data_dir=args.data_dir or Path(tmp))
+        s = cross_validate(settings, opts, args.folds)
+        for r in s["folds"]:
+            print(
+                f"fold {r['fold']} test {','.join(r['test_subjects']):<6} "
+                f"acc {r['accuracy']:.4f} macro-F1 {r['macro_f1']:.4f} "
+                f"{r['seconds']:.0f} s, {r['epochs']} epochs"
+            )
+        print(
+            f"{args.folds}-fold CV by subject, {s['n_windows']} windows: "
+            f"accuracy {s['accuracy_mean']:.4f} ± {s['accuracy_std']:.4f}, "
+            f"macro-F1 {s['macro_f1_mean']:.4f} ± {s['macro_f1_std']:.4f}, "
+            f"{s['seconds_mean']:.0f} ± {s['seconds_std']:.0f} s per fold"
+        )
+        print(json.dumps({k: v for k, v in s.items() if k != "folds"}, default=str))
+
+
+if __name__ == "__main__":
+    main()

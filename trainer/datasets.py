@@ -105,12 +105,12 @@ def window_dataset(
         if len(w) == 0:
             continue
         if w.labels is None:
-            skipped["unlabelled"] = skipped.get("unlabelled", 0) + len(w)
+            skipped["unlabeled"] = skipped.get("unlabeled", 0) + len(w)
             continue
         lab = np.asarray([("" if v is None else str(v)) for v in w.labels], dtype=object)
         keep = lab != ""
         if (~keep).any():
-            skipped["unlabelled"] = skipped.get("unlabelled", 0) + int((~keep).sum())
+            skipped["unlabeled"] = skipped.get("unlabeled", 0) + int((~keep).sum())
         xs.append(np.asarray(w.x, dtype=np.float32)[keep])
         labels.append(lab[keep])
         groups.append(np.full(int(keep.sum()), str(subject), dtype=object))

@@ -86,3 +86,23 @@ def test_cross_validation_reports_mean_and_spread(
     for f in s["folds"]:
         assert not set(f["test_subjects"]) & set(f["val_subjects"])
     assert 0 <= s["accuracy_mean"] <= 1 and s["accuracy_std"] >= 0 and "macro_f1_mean" in s
+
+
+@pytest.mark.slow
+def test_evaluate_writes_json_markdown_png_and_logs(
+    settings: Settings, tiny_config: ModelConfig
+) -> None:
+    from trainer.evaluate_run import evaluate_version
+
+    opts = TrainOptions(
+        config=tiny_config, subjects=("1", "2", "3"), max_windows_per_subject=12, train_hop=100
+    )
+    res = train(settings, opts)
+    out = evaluate_version(settings, "champion", subjects=res.split.test)
+    m = out["metrics"]
+    assert out["version"] == "1" and m["n"] > 0
+    for key in ("accuracy", "macro_f1", "weighted_f1", "cohen_kappa", "mcc", "roc_auc_ovr"):
+        assert key in m
+    names = {p.name for p in out["report_dir"].iterdir()}
+    assert {"metrics.json", "report.md", "confusion_matrix.png"} <= names
+    assert (res.report_dir / "training_curves.png").is_file()

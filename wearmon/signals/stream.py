@@ -219,7 +219,9 @@ class IncrementalWindower:
 
     def _prune(self, cutoff: int) -> None:
         if self.next_start is not None:
-            keep_from = self.next_start
+            # never drop a sample at or after the cutoff: a re-sent copy of it must still be
+            # recognised as a duplicate (everything before the cutoff is late anyway)
+            keep_from = min(self.next_start, cutoff)
         else:
             keep_from = cutoff
             for s in SENSORS:

@@ -100,6 +100,11 @@ class StreamSettings(_Frozen):
     batch_wait_ms: int = Field(default=50, ge=0)
     model_poll_s: float = Field(default=5.0, gt=0)
     workers: int = Field(default=1, ge=1)
+    #: Faust application id = Kafka consumer group of ``wearmon process`` workers.
+    app_id: str = "wearmon-stream"
+    #: How often per-device windower state and offsets are checkpointed to Redis; offsets
+    #: are committed to Kafka only up to the last checkpoint.
+    checkpoint_s: float = Field(default=2.0, gt=0)
 
 
 class Settings(BaseSettings):

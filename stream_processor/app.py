@@ -1,0 +1,241 @@
+"""The Faust application of ``wearmon process``, built from Settings by :func:`build_app`.
+
+Faust does the consuming, the consumer group and the offset commits. The sample agent reads
+with ``noack()``: a message is acked (so its offset may be committed) only when a Redis
+checkpoint covers it (see :mod:`stream_processor.processor` and docs/stream.md). The batch
+loop is a Faust task; inference, Kafka sends and Redis writes run in one worker thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import faust
+
+from stream_processor.metrics import StreamMetrics
+from stream_processor.models import ModelManager
+from stream_processor.processor import Processor
+from stream_processor.sinks import RedisSink
+from wearmon.errors import SchemaError
+from wearmon.schemas import decode_labels
+from wearmon.settings import Settings
+from wearmon.signals.types import GRID_MS
+
+log = logging.getLogger(__name__)
+
+
+class _App(faust.App):
+    """faust.App that asks for a checkpoint as soon as a rebalance starts."""
+
+    rebalance_hook: Any = None
+
+    def on_rebalance_start(self) -> None:
+        super().on_rebalance_start()
+        if self.rebalance_hook is not None:
+            self.rebalance_hook()
+
+
+@dataclass
+class Worker:
+    """Everything a running worker holds (returned by :func:`build_app` for tests/bench)."""
+
+    app: faust.App
+    processor: Processor
+    models: ModelManager
+    metrics: StreamMetrics
+    sink: RedisSink
+
+
+def kafka_producer(settings: Settings) -> Any:
+    from confluent_kafka import Producer
+
+    conf = settings.kafka.confluent_config()
+    conf.update(
+        {"acks": "all", "enable.idempotence": True, "linger.ms": 5, "compression.type": "lz4"}
+    )
+    return Producer(conf)
+
+
+def build_app(
+    settings: Settings,
+    *,
+    metrics: StreamMetrics | None = None,
+    models: ModelManager | None = None,
+    sink: RedisSink | None = None,
+    producer: Any = None,
+) -> Worker:
+    """The Faust app with its agents and tasks; nothing connects until the worker starts."""
+    metrics = metrics or StreamMetrics()
+    models = models or ModelManager(settings, metrics=metrics)
+    sink = sink or RedisSink.from_settings(settings)
+    producer = producer if producer is not None else kafka_producer(settings)
+    proc = Processor(settings, sink=sink, producer=producer, model_manager=models, metrics=metrics)
+    k = settings.kafka
+    app = _App(
+        settings.stream.app_id,
+        broker=k.faust_broker_url(),
+        store="memory://",
+        topic_partitions=k.partitions,
+        topic_replication_factor=1,
+        topic_allow_declare=k.create_topics,
+        web_enabled=False,
+        consumer_auto_offset_reset="earliest",
+        broker_commit_interval=1.0,
+        broker_commit_every=10_000,
+        stream_buffer_maxsize=8192,
+    )
+    samples = app.topic(
+        k.samples_topic,
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+        partitions=k.partitions,
+    )
+    labels = app.topic(
+        k.labels_topic,
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+        partitions=k.partitions,
+    )
+    app.topic(k.predictions_topic, partitions=k.partitions, value_serializer="raw")
+    app.topic(k.deadletter_topic, partitions=1, value_serializer="raw")
+    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wearmon-infer")
+    wake = asyncio.Event()
+    window_ms = settings.signal.window * GRID_MS
+
+    loops: list[asyncio.AbstractEventLoop] = []
+
+    def _rebalance_started() -> None:  # called from the consumer thread
+        proc.rebalancing = True
+        if loops:
+            loops[0].call_soon_threadsafe(wake.set)
+
+    app.rebalance_hook = _rebalance_started
+
+    async def _ensure_loaded(partition: int) -> None:
+        if proc.is_loaded(partition):
+            return
+        offset, states = await asyncio.to_thread(proc.load_checkpoint, partition)
+        if not proc.is_loaded(partition):
+            proc.restore(partition, offset, states)
+
+    @app.agent(samples, name="wearmon-samples")
+    async def consume_samples(stream: Any) -> None:
+        async for event in stream.noack().events():
+            msg = event.message
+            if proc.rebalancing:
+                wake.set()
+            if not proc.is_loaded(msg.partition):
+                await _ensure_loaded(msg.partition)
+            if proc.handle(msg.partition, msg.offset, event.key, event.value, event):
+                event.ack()
+            if proc.batcher.full:
+                wake.set()
+
+    @app.agent(labels, name="wearmon-labels")
+    async def consume_labels(stream: Any) -> None:
+        async for event in stream.events():
+            try:
+                seg = decode_labels(event.value)
+            except SchemaError as exc:
+                producer.produce(k.deadletter_topic, key=event.key, value=_dl(k, event, exc))
+                metrics.deadletters.labels(reason="label").inc()
+                continue
+            metrics.labels_in.inc()
+            scored = await asyncio.to_thread(
+                sink.write_label, seg.device, seg.start_ms, seg.end_ms, seg.label, window_ms
+            )
+            for version, ok in scored:
+                metrics.scored.labels(
+                    model_version=version, result="correct" if ok else "wrong"
+                ).inc()
+
+    @app.task
+    async def batch_loop() -> None:
+        loop = asyncio.get_running_loop()
+        loops.append(loop)
+        await models.wait_first()
+        while True:
+            job = proc.cut()
+            if job is None:
+                delay = proc.seconds_until_work(proc.clock())
+                wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(wake.wait(), timeout=max(0.001, delay))
+                continue
+            result = None
+            while result is None:
+                try:
+                    result = await loop.run_in_executor(executor, proc.execute, job)
+                except Exception as exc:  # Redis/Kafka outage: retry, writes are idempotent
+                    log.error("batch write failed, retrying in 1 s: %s", exc)
+                    await asyncio.sleep(1.0)
+            for token in proc.complete(job, result):
+                token.ack()
+
+    @app.task
+    async def model_watch() -> None:
+        await models.run(settings.redis.url, settings.redis.client_kwargs())
+
+    @app.timer(interval=2.0)
+    async def gauges() -> None:
+        consumer = app.consumer
+        for tp in consumer.assignment():
+            if tp.topic != k.samples_topic or tp.partition not in proc.partitions:
+                continue
+            hw = consumer.highwater(tp)
+            if hw is not None and hw >= 0:
+                metrics.consumer_lag.labels(partition=str(tp.partition)).set(
+                    max(0, hw - 1 - proc.partitions[tp.partition].offset)
+                )
+        acc = await asyncio.to_thread(sink.accuracy)
+        for version, (correct, total) in acc.items():
+            if total:
+                metrics.live_accuracy.labels(model_version=version).set(correct / total)
+
+    @app.on_partitions_revoked.connect
+    async def _revoked(sender: Any, /, *args: Any, **kwargs: Any) -> None:
+        revoked = args[0]
+        parts = [tp.partition for tp in revoked if tp.topic == k.samples_topic]
+        proc.drop_partitions(parts)
+        log.info("partitions revoked: %s", sorted(parts))
+
+    @app.on_partitions_assigned.connect
+    async def _assigned(sender: Any, /, *args: Any, **kwargs: Any) -> None:
+        assigned = args[0]
+        proc.rebalancing = False
+        log.info(
+            "partitions assigned: %s",
+            sorted(tp.partition for tp in assigned if tp.topic == k.samples_topic),
+        )
+
+    return Worker(app=app, processor=proc, models=models, metrics=metrics, sink=sink)
+
+
+def _dl(k: Any, event: Any, exc: Exception) -> bytes:
+    from stream_processor.deadletter import dead_letter
+
+    return dead_letter(k.labels_topic, event.value, event.key, str(exc))
+
+
+def run_worker(settings: Settings, *, loglevel: str = "info") -> None:
+    """Start one worker in the foreground until stopped (``wearmon process``)."""
+    from prometheus_client import start_http_server
+
+    w = build_app(settings)
+    port = settings.metrics.stream_port
+    try:
+        start_http_server(port, addr="0.0.0.0", registry=w.metrics.registry)
+        log.info("metrics on :%d/metrics", port)
+    except OSError as exc:
+        log.warning("metrics endpoint :%d unavailable (%s); running without it", port, exc)
+    worker = faust.Worker(w.app, loglevel=loglevel, quiet=True, redirect_stdouts=False)
+    worker.execute_from_commandline()

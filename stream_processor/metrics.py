@@ -1,0 +1,82 @@
+"""Prometheus metrics of a stream worker, on a private registry (no device ids as labels)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+
+
+class StreamMetrics:
+    """All metrics of one worker; one instance per process (or per test)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        r = registry if registry is not None else CollectorRegistry()
+        self.registry = r
+        p = "wearmon_stream_"
+        self.messages_in = Counter(p + "messages_in", "Sample messages consumed", registry=r)
+        self.samples_in = Counter(p + "samples_in", "Samples consumed", ["sensor"], registry=r)
+        self.windows_emitted = Counter(p + "windows_emitted", "Windows cut", registry=r)
+        self.windows_skipped = Counter(
+            p + "windows_skipped", "Windows not classified", ["reason"], registry=r
+        )
+        self.samples_dropped = Counter(
+            p + "samples_dropped", "Samples dropped by the windower", ["reason"], registry=r
+        )
+        self.batch_size = Histogram(
+            p + "batch_size", "Windows per inference call", buckets=BATCH_BUCKETS, registry=r
+        )
+        self.inference_seconds = Histogram(
+            p + "inference_seconds",
+            "Duration of one batched inference call",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.e2e_seconds = Histogram(
+            p + "e2e_latency_seconds",
+            "From sent_ms of the message completing a window to its Redis write",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.predictions = Counter(
+            p + "predictions", "Predictions written", ["label", "model_version"], registry=r
+        )
+        self.duplicates_suppressed = Counter(
+            p + "duplicate_windows_suppressed",
+            "Windows already in Redis (replay after a crash or rebalance)",
+            registry=r,
+        )
+        self.scored = Counter(
+            p + "scored_predictions",
+            "Predictions joined with a ground-truth label",
+            ["model_version", "result"],
+            registry=r,
+        )
+        self.live_accuracy = Gauge(
+            p + "live_accuracy", "Accuracy of labelled predictions", ["model_version"], registry=r
+        )
+        self.deadletters = Counter(
+            p + "deadletters", "Messages sent to the dead-letter topic", ["reason"], registry=r
+        )
+        self.consumer_lag = Gauge(
+            p + "consumer_lag", "Messages behind the high watermark", ["partition"], registry=r
+        )
+        self.checkpoints = Counter(p + "checkpoints", "Checkpoints written", registry=r)
+        self.checkpoint_seconds = Histogram(
+            p + "checkpoint_seconds",
+            "Time to snapshot and write a checkpoint",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.model_swaps = Counter(
+            p + "model_swaps", "Model hot-swap attempts", ["result"], registry=r
+        )
+        self.model_info = Gauge(
+            p + "model_version_info",
+            "The model version being served (1)",
+            ["model_version"],
+            registry=r,
+        )
+        self.devices = Gauge(p + "devices", "Devices with state in this worker", registry=r)
+        self.labels_in = Counter(p + "labels_in", "Label segments consumed", registry=r)

@@ -1,0 +1,389 @@
+"""The transport-independent core of a stream worker.
+
+The Faust app (:mod:`stream_processor.app`) feeds :meth:`Processor.handle` one message at a
+time and drives the batch cycle: :meth:`Processor.cut` (on the event loop, between messages)
+takes the pending windows and, when a checkpoint is due, a consistent snapshot of the
+changed per-device windower states and each partition's last offset; :meth:`Processor.execute`
+(in a worker thread) runs one batched inference call, sends the predictions to Kafka, then
+writes them, their features and the checkpoint to Redis in one pipeline;
+:meth:`Processor.complete` (back on the loop) returns the messages that may now be acked.
+Only then are their offsets committed. See docs/stream.md for why this is exactly-once.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+import numpy as np
+
+from stream_processor.deadletter import BadMessage, check_samples, dead_letter
+from stream_processor.metrics import StreamMetrics
+from stream_processor.sinks import Checkpoint, WriteOutcome, checkpoint_key
+from wearmon.schemas import Prediction, encode
+from wearmon.settings import Settings
+from wearmon.signals.stream import IncrementalWindower
+from wearmon.signals.types import GRID_MS
+
+log = logging.getLogger(__name__)
+
+_WINDOWER_COUNTERS = (("late_dropped", "late"), ("duplicates", "duplicate"))
+
+
+@dataclass(frozen=True)
+class PendingWindow:
+    """A cut window waiting for inference."""
+
+    device: str
+    start_ms: int
+    x: np.ndarray  # float32 (window, 6)
+    sent_ms: int  # sent_ms of the message that completed it
+    cut_ms: int
+
+
+class MicroBatcher:
+    """Collects windows of all devices; due when ``max_size`` are pending or the oldest has
+    waited ``wait_ms``. Pure (time is passed in)."""
+
+    def __init__(self, max_size: int, wait_ms: int) -> None:
+        self.max_size = int(max_size)
+        self.wait_ms = int(wait_ms)
+        self._items: list[PendingWindow] = []
+        self._oldest_ms: int | None = None
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def add(self, items: Sequence[PendingWindow], now_ms: int) -> None:
+        if not items:
+            return
+        if not self._items:
+            self._oldest_ms = now_ms
+        self._items.extend(items)
+
+    @property
+    def full(self) -> bool:
+        return len(self._items) >= self.max_size
+
+    def due(self, now_ms: int) -> bool:
+        if not self._items:
+            return False
+        assert self._oldest_ms is not None
+        return self.full or now_ms - self._oldest_ms >= self.wait_ms
+
+    def seconds_until_due(self, now_ms: int) -> float | None:
+        """None when empty; 0 when due now."""
+        if not self._items or self._oldest_ms is None:
+            return None
+        if self.full:
+            return 0.0
+        return max(0.0, (self._oldest_ms + self.wait_ms - now_ms) / 1000.0)
+
+    def take(self, limit: int | None = None) -> list[PendingWindow]:
+        """Take the oldest ``limit`` windows (all when None)."""
+        n = len(self._items) if limit is None else min(limit, len(self._items))
+        out, self._items = self._items[:n], self._items[n:]
+        self._oldest_ms = None if not self._items else self._oldest_ms
+        return out
+
+
+@dataclass
+class PartitionState:
+    """What a worker holds for one assigned partition of the samples topic."""
+
+    partition: int
+    restored_offset: int  # offsets <= this are already inside the restored state
+    offset: int  # last offset handled
+    checkpointed_offset: int
+    devices: dict[str, IncrementalWindower] = field(default_factory=dict)
+    dirty: set[str] = field(default_factory=set)
+    unacked: list[Any] = field(default_factory=list)
+
+
+@dataclass
+class Job:
+    """One batch cycle: windows to classify, the model to use, checkpoints to write after."""
+
+    windows: list[PendingWindow]
+    model: Any
+    checkpoints: list[Checkpoint]
+    acks: list[Any]
+    cut_ms: int
+
+
+@dataclass
+class JobResult:
+    predictions: list[Prediction]
+    outcome: WriteOutcome
+    inference_s: float
+    done_ms: int
+
+
+def encode_state(w: IncrementalWindower) -> bytes:
+    return msgspec.msgpack.encode(w.to_state())
+
+
+def decode_state(raw: bytes) -> IncrementalWindower:
+    return IncrementalWindower.from_state(msgspec.msgpack.decode(raw))
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class Processor:
+    """Per-device windowing, micro-batching and the batch cycle (see the module docstring)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        sink: Any,
+        producer: Any,
+        model_manager: Any,
+        metrics: StreamMetrics | None = None,
+        clock: Callable[[], int] = now_ms,
+        features: bool = True,
+    ) -> None:
+        self.settings = settings
+        self.sink = sink
+        self.producer = producer
+        self.models = model_manager
+        self.metrics = metrics or StreamMetrics()
+        self.clock = clock
+        self.features = features
+        s = settings.stream
+        self.topic = settings.kafka.samples_topic
+        self.app_id = s.app_id
+        self.batcher = MicroBatcher(s.batch_max, s.batch_wait_ms)
+        self.checkpoint_ms = int(s.checkpoint_s * 1000)
+        self.partitions: dict[int, PartitionState] = {}
+        self._last_checkpoint_ms = clock()
+        self._force_checkpoint = False
+        #: set while a rebalance is under way: checkpoint everything handled at once
+        self.rebalancing = False
+
+    # ------------------------------------------------------------------ partitions
+
+    def is_loaded(self, partition: int) -> bool:
+        return partition in self.partitions
+
+    def load_checkpoint(self, partition: int) -> tuple[int | None, dict[str, bytes]]:
+        """Read a partition's checkpoint from Redis (blocking: call from a thread)."""
+        return self.sink.load_checkpoint(self.app_id, self.topic, partition)
+
+    def restore(self, partition: int, offset: int | None, states: dict[str, bytes]) -> None:
+        """Install a partition's state from its checkpoint (offset None: start fresh)."""
+        devices = {d: decode_state(raw) for d, raw in states.items()}
+        last = -1 if offset is None else int(offset)
+        self.partitions[partition] = PartitionState(
+            partition=partition,
+            restored_offset=last,
+            offset=last,
+            checkpointed_offset=last,
+            devices=devices,
+        )
+        self.metrics.devices.set(sum(len(p.devices) for p in self.partitions.values()))
+        log.info(
+            "partition %d restored: %d devices, resuming after offset %d",
+            partition,
+            len(devices),
+            last,
+        )
+
+    def drop_partitions(self, partitions: Sequence[int]) -> None:
+        """Forget revoked partitions (their state lives on in the checkpoint)."""
+        for p in partitions:
+            self.partitions.pop(p, None)
+        self.metrics.devices.set(sum(len(p.devices) for p in self.partitions.values()))
+
+    def request_checkpoint(self) -> None:
+        self._force_checkpoint = True
+
+    # ------------------------------------------------------------------ messages
+
+    def handle(
+        self, partition: int, offset: int, key: bytes | None, value: bytes | None, token: Any
+    ) -> bool:
+        """Process one sample message. Returns True when ``token`` may be acked at once
+        (a message already inside the restored state); otherwise it is acked after the
+        checkpoint that covers it."""
+        ps = self.partitions[partition]
+        if offset <= ps.restored_offset:
+            return True
+        ps.offset = offset
+        ps.unacked.append(token)
+        m = self.metrics
+        m.messages_in.inc()
+        try:
+            msg = check_samples(value, key)
+        except BadMessage as exc:
+            self.producer.produce(
+                self.settings.kafka.deadletter_topic,
+                key=key,
+                value=dead_letter(self.topic, value, key, exc.reason),
+            )
+            m.deadletters.labels(reason=exc.kind).inc()
+            log.debug("dead letter (%s) at %s[%d]@%d", exc.kind, self.topic, partition, offset)
+            return False
+        w = ps.devices.get(msg.device)
+        if w is None:
+            sig = self.settings.signal
+            w = IncrementalWindower(
+                max_gap_ms=sig.max_gap_ms,
+                lateness_ms=sig.lateness_ms,
+                window=sig.window,
+                hop=sig.hop,
+                device=msg.device,
+            )
+            ps.devices[msg.device] = w
+            m.devices.inc()
+        before = [w.counters[k] for k, _ in _WINDOWER_COUNTERS]
+        gaps_before = w.counters["skipped_gap"]
+        xyz = np.array((msg.x, msg.y, msg.z), dtype=np.float64).T
+        wins = w.push(msg.sensor, np.asarray(msg.t_ms, dtype=np.int64), xyz)
+        ps.dirty.add(msg.device)
+        m.samples_in.labels(sensor=msg.sensor).inc(len(msg.t_ms))
+        for (k, reason), b in zip(_WINDOWER_COUNTERS, before, strict=True):
+            d = w.counters[k] - b
+            if d:
+                m.samples_dropped.labels(reason=reason).inc(d)
+        gaps = w.counters["skipped_gap"] - gaps_before
+        if gaps:
+            m.windows_skipped.labels(reason="gap").inc(gaps)
+        n = len(wins)
+        if n:
+            now = self.clock()
+            m.windows_emitted.inc(n)
+            self.batcher.add(
+                [
+                    PendingWindow(msg.device, int(wins.start_ms[i]), wins.x[i], msg.sent_ms, now)
+                    for i in range(n)
+                ],
+                now,
+            )
+        return False
+
+    # ------------------------------------------------------------------ batch cycle
+
+    def checkpoint_due(self, now: int) -> bool:
+        progress = any(p.offset > p.checkpointed_offset for p in self.partitions.values())
+        if not progress:
+            return False
+        if self._force_checkpoint or self.rebalancing:
+            return True
+        return now - self._last_checkpoint_ms >= self.checkpoint_ms
+
+    def seconds_until_work(self, now: int) -> float:
+        """How long the batch loop may sleep before something is due."""
+        waits = [max(0.0, (self._last_checkpoint_ms + self.checkpoint_ms - now) / 1000.0)]
+        if self._force_checkpoint or self.rebalancing:
+            waits.append(0.0 if self._force_checkpoint else 0.05)
+        b = self.batcher.seconds_until_due(now)
+        if b is not None:
+            waits.append(b)
+        return min(waits)
+
+    def cut(self, force: bool = False) -> Job | None:
+        """Take the next batch (between messages, on the loop). None when nothing is due."""
+        now = self.clock()
+        if self.models.current is None:
+            return None
+        checkpoints: list[Checkpoint] = []
+        acks: list[Any] = []
+        if self.checkpoint_due(now) or (
+            force and any(p.offset > p.checkpointed_offset for p in self.partitions.values())
+        ):
+            t0 = time.perf_counter()
+            windows = self.batcher.take()  # all: the snapshot must cover every cut window
+            for ps in self.partitions.values():
+                if ps.offset <= ps.checkpointed_offset:
+                    continue
+                states = {d: encode_state(ps.devices[d]) for d in ps.dirty}
+                checkpoints.append(
+                    Checkpoint(
+                        key=checkpoint_key(self.app_id, self.topic, ps.partition),
+                        partition=ps.partition,
+                        offset=ps.offset,
+                        states=states,
+                    )
+                )
+                acks.extend(ps.unacked)
+                ps.unacked = []
+                ps.dirty = set()
+                ps.checkpointed_offset = ps.offset
+            self._last_checkpoint_ms = now
+            self._force_checkpoint = False
+            self.metrics.checkpoint_seconds.observe(time.perf_counter() - t0)
+        elif self.batcher.due(now) or (force and len(self.batcher)):
+            windows = self.batcher.take(self.batcher.max_size)
+        else:
+            return None
+        if not windows and not checkpoints:
+            return None
+        return Job(windows, self.models.current, checkpoints, acks, now)
+
+    def execute(self, job: Job) -> JobResult:
+        """Inference + Kafka + Redis for one job (blocking: runs in the inference thread)."""
+        preds: list[Prediction] = []
+        feats: np.ndarray | None = None
+        inference_s = 0.0
+        if job.windows:
+            x = np.stack([w.x for w in job.windows]).astype(np.float32, copy=False)
+            t0 = time.perf_counter()
+            probs = np.asarray(job.model.predict_proba(x), dtype=np.float32)
+            inference_s = time.perf_counter() - t0
+            if self.features:
+                from wearmon.signals.features import window_features
+
+                feats = window_features(x)
+            idx = probs.argmax(axis=1)
+            classes = job.model.classes
+            version = str(job.model.version)
+            processed = self.clock()
+            span = self.settings.signal.window * GRID_MS
+            topic = self.settings.kafka.predictions_topic
+            for i, w in enumerate(job.windows):
+                p = Prediction(
+                    device=w.device,
+                    window_start_ms=w.start_ms,
+                    window_end_ms=w.start_ms + span,
+                    label=str(classes[int(idx[i])]),
+                    confidence=float(probs[i, idx[i]]),
+                    probs=[float(v) for v in probs[i]],
+                    model_version=version,
+                    processed_ms=processed,
+                    latency_ms=float(processed - w.sent_ms) if w.sent_ms > 0 else None,
+                )
+                preds.append(p)
+                self.producer.produce(topic, key=w.device.encode(), value=encode(p))
+        # Kafka first (at least once), then Redis (idempotent), then the checkpoint
+        remaining = self.producer.flush(30)
+        if remaining:
+            raise RuntimeError(f"{remaining} Kafka messages not delivered within 30 s")
+        outcome = self.sink.write(preds, feats, job.checkpoints)
+        return JobResult(preds, outcome, inference_s, self.clock())
+
+    def complete(self, job: Job, result: JobResult) -> list[Any]:
+        """Metrics for a finished job; returns the ack tokens it released (on the loop)."""
+        m = self.metrics
+        if job.windows:
+            m.batch_size.observe(len(job.windows))
+            m.inference_seconds.observe(result.inference_s)
+        done = result.done_ms
+        for p, w, new in zip(result.predictions, job.windows, result.outcome.new, strict=True):
+            if not new:
+                m.duplicates_suppressed.inc()
+                continue
+            m.predictions.labels(label=p.label, model_version=p.model_version).inc()
+            if w.sent_ms > 0:
+                m.e2e_seconds.observe(max(0.0, (done - w.sent_ms) / 1000.0))
+        for version, ok in result.outcome.scored:
+            m.scored.labels(model_version=version, result="correct" if ok else "wrong").inc()
+        if job.checkpoints:
+            m.checkpoints.inc(len(job.checkpoints))
+        return job.acks

@@ -1,0 +1,264 @@
+"""Helpers of the stream-processor integration tests: a tiny registered model, a recording
+sent as SampleBatch messages, worker subprocesses, and reading predictions back."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from wearmon.schemas import SampleBatch, encode
+from wearmon.settings import Settings
+from wearmon.signals.types import Recording
+
+CLASSES = ["ER", "IR", "PEN", "REST", "SHRUG", "SWING", "TAP"]
+
+
+def tiny_model_dir(out: Path, *, seed: int = 0, window: int = 200, n_classes: int = 7) -> Path:
+    """A small random Keras model in the registry's folder layout (fast to load and run)."""
+    import keras
+
+    from trainer.registry import save_model_dir
+
+    keras.utils.set_random_seed(seed)
+    inp = keras.Input((window, 6))
+    h = keras.layers.Conv1D(8, 9, activation="relu")(inp)
+    h = keras.layers.GlobalAveragePooling1D()(h)
+    out_l = keras.layers.Dense(n_classes, activation="softmax")(h)
+    model = keras.Model(inp, out_l)
+    meta = {
+        "format": 1,
+        "window": 200,
+        "hop": 100,
+        "rate_hz": 50,
+        "channels": ["Ax", "Ay", "Az", "Gx", "Gy", "Gz"],
+        "units": {"accel": "m/s2", "gyro": "deg/s"},
+        "classes": CLASSES[:n_classes]
+        if n_classes <= len(CLASSES)
+        else [f"c{i}" for i in range(n_classes)],
+        "scaler": {
+            "mean": [0.0, 0.0, 9.0, 0.0, 0.0, 0.0],
+            "scale": [3.0, 3.0, 3.0, 60.0, 60.0, 60.0],
+        },
+        "data": {"source": "test", "hash": f"seed{seed}"},
+        "split": None,
+    }
+    return save_model_dir(out, model, meta)
+
+
+def register_tiny(
+    settings: Settings, tmp: Path, *, seed: int, champion: bool = True, window: int = 200
+) -> str:
+    from trainer.registry import register_dir, set_alias
+
+    version = register_dir(
+        settings, tiny_model_dir(tmp / f"m{seed}-{window}", seed=seed, window=window)
+    )
+    if champion:
+        set_alias(settings, "champion", version)
+    return version
+
+
+def messages_of(rec: Recording, device: str, chunk: int = 25) -> list[SampleBatch]:
+    """The recording as per-sensor batches of ``chunk`` samples, in time order."""
+    out: list[tuple[int, int, SampleBatch]] = []
+    for k, series in enumerate((rec.accel, rec.gyro)):
+        t = np.asarray(series.t_ms, dtype=np.int64)
+        x = np.asarray(series.xyz, dtype=np.float64)
+        for i in range(0, len(t), chunk):
+            sl = slice(i, i + chunk)
+            out.append(
+                (
+                    int(t[sl][-1]),
+                    k,
+                    SampleBatch(
+                        device=device,
+                        sensor=series.sensor,
+                        t_ms=t[sl].tolist(),
+                        x=x[sl, 0].tolist(),
+                        y=x[sl, 1].tolist(),
+                        z=x[sl, 2].tolist(),
+                        unit=series.unit,
+                        seq=i // chunk,
+                    ),
+                )
+            )
+    out.sort(key=lambda r: (r[0], r[1]))
+    return [m for _, _, m in out]
+
+
+def send(
+    settings: Settings,
+    msgs: list[SampleBatch],
+    *,
+    topic: str | None = None,
+    pace_s: float = 0.0,
+    extra: list[tuple[str, bytes]] = (),
+) -> None:
+    """Send messages keyed by device (stamping sent_ms); ``extra``: raw (key, value) first."""
+    from confluent_kafka import Producer
+
+    p = Producer(
+        {
+            "bootstrap.servers": settings.kafka.bootstrap_servers,
+            "acks": "all",
+            "enable.idempotence": True,
+            "linger.ms": 5,
+        }
+    )
+    topic = topic or settings.kafka.samples_topic
+    for key, value in extra:
+        p.produce(topic, key=key.encode(), value=value)
+    for i, m in enumerate(msgs):
+        stamped = SampleBatch(**{**_fields(m), "sent_ms": int(time.time() * 1000)})
+        p.produce(topic, key=m.device.encode(), value=encode(stamped))
+        if pace_s and i % 50 == 49:
+            p.poll(0)
+            time.sleep(pace_s)
+    assert p.flush(30) == 0
+
+
+def _fields(m: Any) -> dict[str, Any]:
+    return {f: getattr(m, f) for f in m.__struct_fields__}
+
+
+@dataclass
+class Run:
+    """Names of one test's isolated pipeline (topics, group, model name)."""
+
+    run: str
+    env: dict[str, str]
+    settings: Settings
+
+
+def make_run(stack: Settings, subprocess_env: dict[str, str], **extra_env: str) -> Run:
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    run = uuid.uuid4().hex[:8]
+    topics = {
+        "SAMPLES_TOPIC": f"t.samples.{run}",
+        "PREDICTIONS_TOPIC": f"t.pred.{run}",
+        "LABELS_TOPIC": f"t.labels.{run}",
+        "DEADLETTER_TOPIC": f"t.dl.{run}",
+    }
+    env = dict(subprocess_env)
+    env.update({f"WEARMON_KAFKA__{k}": v for k, v in topics.items()})
+    env.update(
+        WEARMON_KAFKA__PARTITIONS="4",
+        WEARMON_STREAM__APP_ID=f"wm-test-{run}",
+        WEARMON_MODEL_NAME=f"wearmon-test-{run}",
+        WEARMON_STREAM__MODEL_POLL_S="1.0",
+        WEARMON_STREAM__CHECKPOINT_S="0.5",
+        WEARMON_LOG_LEVEL="INFO",
+    )
+    env.update(extra_env)
+    settings = stack.model_copy(
+        update={
+            "model_name": f"wearmon-test-{run}",
+            "kafka": stack.kafka.model_copy(
+                update={k.lower(): v for k, v in topics.items()} | {"partitions": 4}
+            ),
+        }
+    )
+    admin = AdminClient({"bootstrap.servers": stack.kafka.bootstrap_servers})
+    futs = admin.create_topics(
+        [
+            NewTopic(t, num_partitions=4 if "dl" not in t else 1, replication_factor=1)
+            for t in topics.values()
+        ]
+    )
+    for f in futs.values():
+        f.result(timeout=30)
+    return Run(run, env, settings)
+
+
+def start_worker(
+    env: dict[str, str], log_path: Path, metrics_port: int | None = None
+) -> subprocess.Popen[bytes]:
+    env = dict(env)
+    if metrics_port is not None:
+        env["WEARMON_METRICS__STREAM_PORT"] = str(metrics_port)
+    fh = open(log_path, "ab")  # noqa: SIM115 - closed with the process
+    return subprocess.Popen(
+        [sys.executable, "-m", "wearmon.cli.main", "process"],
+        env=env,
+        stdout=fh,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
+def stop_worker(proc: subprocess.Popen[bytes], *, hard: bool = False) -> None:
+    if proc.poll() is not None:
+        return
+    if hard:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(10)
+
+
+def history(redis_client: Any, device: str) -> list[dict[str, str]]:
+    """All history entries of a device, oldest first (entry id included as ``id``)."""
+    out = []
+    for eid, fields in redis_client.xrange(f"pred:hist:{device}"):
+        row = {k.decode(): v.decode() for k, v in fields.items()}
+        row["id"] = eid.decode()
+        out.append(row)
+    return out
+
+
+def wait_for(
+    cond: Any,
+    timeout: float,
+    procs: Iterator[Any] | list[Any] = (),
+    logs: Path | None = None,
+    what: str = "condition",
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return
+        for p in procs:
+            if p.poll() is not None:
+                tail = logs.read_text()[-4000:] if logs is not None and logs.exists() else ""
+                raise AssertionError(f"worker exited ({p.returncode}) waiting for {what}\n{tail}")
+        time.sleep(0.5)
+    tail = logs.read_text()[-4000:] if logs is not None and logs.exists() else ""
+    raise AssertionError(f"timed out waiting for {what}\n{tail}")
+
+
+def expected_windows(rec: Recording, settings: Settings) -> dict[int, str]:
+    """{window_start_ms: label} from the batch path with the registered champion."""
+    from trainer.serving import load_alias
+    from wearmon.signals.grid import fuse_to_grid
+    from wearmon.signals.windows import make_windows
+
+    sig = settings.signal
+    grid = fuse_to_grid(rec.accel, rec.gyro, max_gap_ms=sig.max_gap_ms)
+    wins = make_windows(grid, window=sig.window, hop=sig.hop).windows
+    # the stream decides a window once its end is lateness_ms behind the newest sample
+    t_end = min(int(rec.accel.t_ms[-1]), int(rec.gyro.t_ms[-1]))
+    keep = wins.end_ms + sig.lateness_ms + 100 < t_end
+    model = load_alias(settings)
+    labels, _ = model.predict(wins.x[keep])
+    return dict(zip(wins.start_ms[keep].tolist(), labels, strict=True))
+
+
+def json_probs(row: dict[str, str]) -> list[float]:
+    return list(json.loads(row["probs"]))

@@ -355,7 +355,8 @@ def time_column(table: Table, name: str, *, tz: str | None = None) -> np.ndarray
         i = int(np.flatnonzero(idx.isna().to_numpy())[0])
         raise BadRecordingError("empty time cell", path=path, row=i + 2, column=col)
     if idx.dt.tz is not None:
-        return np.asarray(idx.dt.tz_convert("UTC").dt.tz_localize(None).astype("int64"))
+        utc = idx.dt.tz_convert("UTC").dt.tz_localize(None).astype("datetime64[ns]")
+        return np.asarray(utc.astype("int64") // 1_000_000, dtype=np.int64)
     ms = np.asarray(idx.astype("datetime64[ns]").astype("int64") // 1_000_000, dtype=np.int64)
     return _localize(ms, tz)
 
@@ -393,7 +394,10 @@ def _list_column(table: Table, name: str) -> tuple[np.ndarray, np.ndarray]:
     )
     big = ",".join(s for s in inner if s.strip())
     total = int(lens.sum())
-    flat = np.fromstring(big, sep=",") if total else np.empty(0)
+    try:
+        flat = np.fromstring(big, sep=",") if total else np.empty(0)
+    except ValueError:  # numpy 2: unparseable text raises
+        flat = np.empty(0)
     if flat.shape[0] != total:
         for i, s in enumerate(inner):
             for tok in s.split(","):
@@ -587,3 +591,308 @@ def read_garmin_pair(
             "repairs": repairs,
         },
     )
+
+
+# --------------------------------------------------------------------------- flat tables
+
+_SIX = ("ax", "ay", "az", "gx", "gy", "gz")
+LABEL_COLUMNS = ("activity", "label", "class")
+SUBJECT_COLUMNS = ("user", "subject")
+
+
+def _six_columns(table: Table) -> list[str] | None:
+    for suffix in ("", "_w"):
+        names = [c + suffix for c in _SIX]
+        if all(table.has(n) for n in names):
+            return names
+    return None
+
+
+def sniff_format(table: Table) -> str:
+    """'garmin' | 'flat6' | 'adamsense' | 'flat3', from the columns."""
+    if table.has("sample_time_offset"):
+        return "garmin"
+    six = _six_columns(table)
+    if six is not None:
+        if any(table.has(c) for c in LABEL_COLUMNS) and any(table.has(c) for c in SUBJECT_COLUMNS):
+            return "adamsense"
+        return "flat6"
+    if all(table.has(c) for c in ("x", "y", "z")):
+        return "flat3"
+    raise BadRecordingError(
+        "unknown layout: expected Garmin list columns (sample_time_offset, ...), Ax..Gz "
+        f"(optionally Ax_w..Gz_w) or x, y, z; columns: {', '.join(table.header)}",
+        path=str(table.path),
+    )
+
+
+def _labels_from_column(t: np.ndarray, labels: list[Any]) -> tuple[LabelSpan, ...]:
+    """Runs of equal per-sample labels -> spans [first t, next run's first t)."""
+    if t.shape[0] == 0:
+        return ()
+    lab = np.asarray(["" if v is None or v != v else str(v).strip() for v in labels], dtype=object)
+    change = np.flatnonzero(lab[1:] != lab[:-1]) + 1
+    starts = np.concatenate(([0], change))
+    ends = np.concatenate((change, [t.shape[0]]))
+    step = int(np.median(np.diff(t))) if t.shape[0] > 1 else GRID_MS
+    spans = []
+    for a, b in zip(starts, ends, strict=True):
+        name = lab[a]
+        if not name:
+            continue
+        end = int(t[b]) if b < t.shape[0] else int(t[-1]) + step
+        spans.append(LabelSpan(int(t[a]), end, name))
+    return tuple(spans)
+
+
+def _flat_sensor(
+    table: Table,
+    sensor: str,
+    cols: Sequence[str],
+    t: np.ndarray,
+    unit: str | None,
+    repairs: dict[str, int],
+    mask: np.ndarray | None = None,
+) -> SensorSeries:
+    xyz = np.stack([numeric_column(table, c) for c in cols], axis=1)
+    rows = np.arange(2, table.n_rows + 2, dtype=np.int64)
+    tt = t
+    if mask is not None:
+        xyz, rows, tt = xyz[mask], rows[mask], t[mask]
+    return make_series(
+        sensor,
+        tt,
+        xyz,
+        unit=unit,
+        path=str(table.path),
+        repairs=repairs,
+        rows=rows,
+        columns=[table.name(c) for c in cols],
+    )
+
+
+def _sorted_labels(t: np.ndarray, lab: list[Any]) -> tuple[LabelSpan, ...]:
+    order = np.argsort(t, kind="stable")
+    return _labels_from_column(t[order], [lab[i] for i in order])
+
+
+def read_flat_table(
+    path: str | Path,
+    *,
+    accel_unit: str | None = None,
+    gyro_unit: str | None = None,
+    tz: str | None = None,
+    table: Table | None = None,
+) -> Recording:
+    """One per-sample table with a time column and Ax..Gz (or Ax_w..Gz_w)."""
+    tab = table if table is not None else load_table(path)
+    six = _six_columns(tab)
+    if six is None:
+        raise BadRecordingError("missing column Ax..Gz", path=str(tab.path), column="Ax")
+    repairs: dict[str, int] = {}
+    t = time_column(tab, _find_time_column(tab), tz=tz)
+    acc = _flat_sensor(tab, "accel", six[:3], t, accel_unit, repairs)
+    gyr = _flat_sensor(tab, "gyro", six[3:], t, gyro_unit, repairs)
+    labels: tuple[LabelSpan, ...] = ()
+    for c in LABEL_COLUMNS:
+        if tab.has(c):
+            labels = _sorted_labels(t, tab.raw(c))
+            break
+    return Recording(
+        accel=acc,
+        gyro=gyr,
+        labels=labels,
+        source=str(tab.path),
+        meta={"format": "flat", "files": [str(tab.path)], "repairs": repairs},
+    )
+
+
+def read_adamsense(
+    path: str | Path,
+    *,
+    accel_unit: str | None = None,
+    gyro_unit: str | None = None,
+    tz: str | None = None,
+) -> list[Recording]:
+    """An ADAM-Sense table (timestamp, Ax_w..Gz_w, activity, User): one Recording per User."""
+    tab = load_table(path)
+    six = _six_columns(tab)
+    if six is None:
+        raise BadRecordingError("missing column Ax_w..Gz_w", path=str(tab.path), column="Ax_w")
+    ucol = next((c for c in SUBJECT_COLUMNS if tab.has(c)), None)
+    lcol = next((c for c in LABEL_COLUMNS if tab.has(c)), None)
+    if ucol is None:
+        raise BadRecordingError("missing column", path=str(tab.path), column="User")
+    if lcol is None:
+        raise BadRecordingError("missing column", path=str(tab.path), column="activity")
+    t = time_column(tab, _find_time_column(tab), tz=tz)
+    users = np.asarray([str(u).strip() for u in tab.raw(ucol)], dtype=object)
+    lab = tab.raw(lcol)
+    out = []
+    for user in dict.fromkeys(users.tolist()):
+        m = users == user
+        repairs: dict[str, int] = {}
+        acc = _flat_sensor(tab, "accel", six[:3], t, accel_unit, repairs, m)
+        gyr = _flat_sensor(tab, "gyro", six[3:], t, gyro_unit, repairs, m)
+        idx = np.flatnonzero(m)
+        out.append(
+            Recording(
+                accel=acc,
+                gyro=gyr,
+                labels=_sorted_labels(t[idx], [lab[i] for i in idx]),
+                subject=str(user),
+                source=f"{tab.path}#{user}",
+                meta={"format": "adamsense", "files": [str(tab.path)], "repairs": repairs},
+            )
+        )
+    return out
+
+
+def _sensor_of_xyz_file(table: Table) -> str:
+    name = table.path.name.lower()
+    if "acc" in name:
+        return "accel"
+    if "gyr" in name:
+        return "gyro"
+    xyz = np.stack([numeric_column(table, c) for c in "xyz"], axis=1)
+    med = float(np.nanmedian(np.linalg.norm(xyz, axis=1)))
+    # gravity: ~1, ~9.8 or ~1000 with little spread; a gyroscope's magnitude varies widely
+    mag = np.linalg.norm(xyz, axis=1)
+    spread = float(np.nanstd(mag)) / max(med, 1e-9)
+    sensor = (
+        "accel" if spread < 0.5 and any(abs(med / g - 1) < 0.3 for g in (1, 9.8, 1000)) else "gyro"
+    )
+    log.info("%s: no sensor name in the file name; guessed %s from the values", table.path, sensor)
+    return sensor
+
+
+def read_xyz_pair(
+    path_a: str | Path,
+    path_b: str | Path,
+    *,
+    accel_unit: str | None = None,
+    gyro_unit: str | None = None,
+    tz: str | None = None,
+) -> Recording:
+    """Two flat files with a time column and x, y, z, one per sensor (either order)."""
+    repairs: dict[str, int] = {}
+    series: dict[str, SensorSeries] = {}
+    for p in (path_a, path_b):
+        tab = load_table(p)
+        sensor = _sensor_of_xyz_file(tab)
+        if sensor in series:
+            raise BadRecordingError(f"two {sensor} files; expected one per sensor", path=str(p))
+        t = time_column(tab, _find_time_column(tab), tz=tz)
+        unit = accel_unit if sensor == "accel" else gyro_unit
+        series[sensor] = _flat_sensor(tab, sensor, ("x", "y", "z"), t, unit, repairs)
+    return Recording(
+        accel=series["accel"],
+        gyro=series["gyro"],
+        source=str(path_a),
+        meta={"format": "flat-xyz", "files": [str(path_a), str(path_b)], "repairs": repairs},
+    )
+
+
+def _partner(path: Path) -> Path | None:
+    name = path.name
+    for a, b in (("accelerometer", "gyroscope"), ("gyroscope", "accelerometer")):
+        if a in name:
+            cand = path.with_name(name.replace(a, b))
+            if cand.is_file():
+                return cand
+    return None
+
+
+def read_recording(
+    paths: Sequence[str | Path] | str | Path,
+    *,
+    accel_unit: str | None = None,
+    gyro_unit: str | None = None,
+    tz: str | None = None,
+) -> Recording:
+    """Read one recording in any supported layout, detected from the files' columns.
+
+    ``paths``: one flat table (Ax..Gz), or a Garmin file (its partner is found by name), or
+    two files (a Garmin pair or one x,y,z file per sensor), optionally plus a labels CSV.
+    Units are detected unless given; ``tz`` names the zone of naive local times (else UTC).
+    """
+    if isinstance(paths, (str, Path)):
+        paths = [paths]
+    ps = [Path(p) for p in paths]
+    label_files = [p for p in ps if p.name.endswith("labels.csv")]
+    data = [p for p in ps if p not in label_files]
+    if not data:
+        raise BadRecordingError("no recording files given")
+    if len(label_files) > 1 or len(data) > 2:
+        raise BadRecordingError(
+            "expected one flat table, or two sensor files, plus at most one labels CSV"
+        )
+    first = load_table(data[0])
+    fmt = sniff_format(first)
+    if fmt == "garmin":
+        if len(data) == 1:
+            other = _partner(data[0])
+            if other is None:
+                raise BadRecordingError(
+                    "Garmin export needs both the accelerometer and the gyroscope file",
+                    path=str(data[0]),
+                )
+            data.append(other)
+        tabs = [first, load_table(data[1])]
+        sensors = [_garmin_sensor(t) for t in tabs]
+        if sorted(sensors) != ["accel", "gyro"]:
+            raise BadRecordingError(
+                f"expected an accelerometer and a gyroscope file, got {' and '.join(sensors)}",
+                path=str(data[1]),
+            )
+        ia = sensors.index("accel")
+        acc_tab, gyr_tab = tabs[ia], tabs[1 - ia]
+        repairs: dict[str, int] = {}
+        acc = read_garmin_file(acc_tab.path, unit=accel_unit, tz=tz, repairs=repairs, table=acc_tab)
+        gyr = read_garmin_file(gyr_tab.path, unit=gyro_unit, tz=tz, repairs=repairs, table=gyr_tab)
+        lp = label_files[0] if label_files else _sidecar_for(acc_tab.path)
+        return Recording(
+            accel=acc,
+            gyro=gyr,
+            labels=read_labels_csv(lp) if lp else (),
+            source=str(acc_tab.path),
+            meta={
+                "format": "garmin-excel",
+                "files": [str(acc_tab.path), str(gyr_tab.path)] + ([str(lp)] if lp else []),
+                "repairs": repairs,
+            },
+        )
+    if fmt in ("flat6", "adamsense"):
+        if len(data) != 1:
+            raise BadRecordingError(
+                "a table with Ax..Gz holds both sensors; give it alone", path=str(data[1])
+            )
+        if fmt == "adamsense":
+            users = {
+                str(u).strip() for u in first.raw(next(c for c in SUBJECT_COLUMNS if first.has(c)))
+            }
+            if len(users) > 1:
+                raise BadRecordingError(
+                    f"ADAM-Sense table with {len(users)} users: use read_adamsense "
+                    "(one recording per user)",
+                    path=str(first.path),
+                )
+        rec = read_flat_table(
+            first.path, accel_unit=accel_unit, gyro_unit=gyro_unit, tz=tz, table=first
+        )
+    else:
+        if len(data) != 2:
+            raise BadRecordingError(
+                "x, y, z tables come one per sensor: give both files", path=str(data[0])
+            )
+        rec = read_xyz_pair(data[0], data[1], accel_unit=accel_unit, gyro_unit=gyro_unit, tz=tz)
+    if label_files:
+        rec = Recording(
+            accel=rec.accel,
+            gyro=rec.gyro,
+            labels=read_labels_csv(label_files[0]),
+            subject=rec.subject,
+            source=rec.source,
+            meta=rec.meta,
+        )
+    return rec

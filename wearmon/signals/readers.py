@@ -81,6 +81,7 @@ def make_series(
     repairs: dict[str, int] | None = None,
     rows: np.ndarray | None = None,
     columns: Sequence[str] = ("x", "y", "z"),
+    units_in: dict[str, str] | None = None,
 ) -> SensorSeries:
     """Validate, repair and convert raw samples of one sensor into a canonical SensorSeries.
 
@@ -139,6 +140,8 @@ def make_series(
         limit, canon = MAX_GYRO_DPS, GYRO_UNIT
     else:
         raise ValueError(f"unknown sensor {sensor!r}")
+    if units_in is not None:
+        units_in[sensor] = u
     over = np.abs(out) > limit
     if over.any():
         k, c = np.argwhere(over)[0]
@@ -494,6 +497,7 @@ def read_garmin_file(
     tz: str | None = None,
     repairs: dict[str, int] | None = None,
     table: Table | None = None,
+    units_in: dict[str, str] | None = None,
 ) -> SensorSeries:
     """One Garmin-style export file (accelerometer or gyroscope) as a SensorSeries."""
     tab = table if table is not None else load_table(path)
@@ -529,6 +533,7 @@ def read_garmin_file(
         unit=unit,
         path=str(tab.path),
         repairs=repairs,
+        units_in=units_in,
         rows=rows,
         columns=[tab.name(c) for c in names],
     )
@@ -571,8 +576,9 @@ def read_garmin_pair(
 ) -> Recording:
     """The Garmin-style Excel pair (plus ``<stamp>-labels.csv`` next to it, if present)."""
     repairs: dict[str, int] = {}
-    acc = read_garmin_file(accel_path, unit=accel_unit, tz=tz, repairs=repairs)
-    gyr = read_garmin_file(gyro_path, unit=gyro_unit, tz=tz, repairs=repairs)
+    units_in: dict[str, str] = {}
+    acc = read_garmin_file(accel_path, unit=accel_unit, tz=tz, repairs=repairs, units_in=units_in)
+    gyr = read_garmin_file(gyro_path, unit=gyro_unit, tz=tz, repairs=repairs, units_in=units_in)
     if acc.sensor != "accel" or gyr.sensor != "gyro":
         raise BadRecordingError(
             f"expected an accelerometer and a gyroscope file, got {acc.sensor} and {gyr.sensor}",
@@ -589,6 +595,7 @@ def read_garmin_pair(
             "format": "garmin-excel",
             "files": [str(accel_path), str(gyro_path)] + ([str(lp)] if lp else []),
             "repairs": repairs,
+            "units_in": units_in,
         },
     )
 
@@ -653,6 +660,7 @@ def _flat_sensor(
     unit: str | None,
     repairs: dict[str, int],
     mask: np.ndarray | None = None,
+    units_in: dict[str, str] | None = None,
 ) -> SensorSeries:
     xyz = np.stack([numeric_column(table, c) for c in cols], axis=1)
     rows = np.arange(2, table.n_rows + 2, dtype=np.int64)
@@ -666,6 +674,7 @@ def _flat_sensor(
         unit=unit,
         path=str(table.path),
         repairs=repairs,
+        units_in=units_in,
         rows=rows,
         columns=[table.name(c) for c in cols],
     )
@@ -690,9 +699,10 @@ def read_flat_table(
     if six is None:
         raise BadRecordingError("missing column Ax..Gz", path=str(tab.path), column="Ax")
     repairs: dict[str, int] = {}
+    units_in: dict[str, str] = {}
     t = time_column(tab, _find_time_column(tab), tz=tz)
-    acc = _flat_sensor(tab, "accel", six[:3], t, accel_unit, repairs)
-    gyr = _flat_sensor(tab, "gyro", six[3:], t, gyro_unit, repairs)
+    acc = _flat_sensor(tab, "accel", six[:3], t, accel_unit, repairs, units_in=units_in)
+    gyr = _flat_sensor(tab, "gyro", six[3:], t, gyro_unit, repairs, units_in=units_in)
     labels: tuple[LabelSpan, ...] = ()
     for c in LABEL_COLUMNS:
         if tab.has(c):
@@ -703,7 +713,7 @@ def read_flat_table(
         gyro=gyr,
         labels=labels,
         source=str(tab.path),
-        meta={"format": "flat", "files": [str(tab.path)], "repairs": repairs},
+        meta={"format": "flat", "files": [str(tab.path)], "repairs": repairs, "units_in": units_in},
     )
 
 
@@ -732,8 +742,9 @@ def read_adamsense(
     for user in dict.fromkeys(users.tolist()):
         m = users == user
         repairs: dict[str, int] = {}
-        acc = _flat_sensor(tab, "accel", six[:3], t, accel_unit, repairs, m)
-        gyr = _flat_sensor(tab, "gyro", six[3:], t, gyro_unit, repairs, m)
+        units_in: dict[str, str] = {}
+        acc = _flat_sensor(tab, "accel", six[:3], t, accel_unit, repairs, m, units_in=units_in)
+        gyr = _flat_sensor(tab, "gyro", six[3:], t, gyro_unit, repairs, m, units_in=units_in)
         idx = np.flatnonzero(m)
         out.append(
             Recording(
@@ -742,7 +753,12 @@ def read_adamsense(
                 labels=_sorted_labels(t[idx], [lab[i] for i in idx]),
                 subject=str(user),
                 source=f"{tab.path}#{user}",
-                meta={"format": "adamsense", "files": [str(tab.path)], "repairs": repairs},
+                meta={
+                    "format": "adamsense",
+                    "files": [str(tab.path)],
+                    "repairs": repairs,
+                    "units_in": units_in,
+                },
             )
         )
     return out
@@ -776,6 +792,7 @@ def read_xyz_pair(
 ) -> Recording:
     """Two flat files with a time column and x, y, z, one per sensor (either order)."""
     repairs: dict[str, int] = {}
+    units_in: dict[str, str] = {}
     series: dict[str, SensorSeries] = {}
     for p in (path_a, path_b):
         tab = load_table(p)
@@ -784,12 +801,19 @@ def read_xyz_pair(
             raise BadRecordingError(f"two {sensor} files; expected one per sensor", path=str(p))
         t = time_column(tab, _find_time_column(tab), tz=tz)
         unit = accel_unit if sensor == "accel" else gyro_unit
-        series[sensor] = _flat_sensor(tab, sensor, ("x", "y", "z"), t, unit, repairs)
+        series[sensor] = _flat_sensor(
+            tab, sensor, ("x", "y", "z"), t, unit, repairs, units_in=units_in
+        )
     return Recording(
         accel=series["accel"],
         gyro=series["gyro"],
         source=str(path_a),
-        meta={"format": "flat-xyz", "files": [str(path_a), str(path_b)], "repairs": repairs},
+        meta={
+            "format": "flat-xyz",
+            "files": [str(path_a), str(path_b)],
+            "repairs": repairs,
+            "units_in": units_in,
+        },
     )
 
 
@@ -848,8 +872,13 @@ def read_recording(
         ia = sensors.index("accel")
         acc_tab, gyr_tab = tabs[ia], tabs[1 - ia]
         repairs: dict[str, int] = {}
-        acc = read_garmin_file(acc_tab.path, unit=accel_unit, tz=tz, repairs=repairs, table=acc_tab)
-        gyr = read_garmin_file(gyr_tab.path, unit=gyro_unit, tz=tz, repairs=repairs, table=gyr_tab)
+        units_in: dict[str, str] = {}
+        acc = read_garmin_file(
+            acc_tab.path, unit=accel_unit, tz=tz, repairs=repairs, units_in=units_in, table=acc_tab
+        )
+        gyr = read_garmin_file(
+            gyr_tab.path, unit=gyro_unit, tz=tz, repairs=repairs, units_in=units_in, table=gyr_tab
+        )
         lp = label_files[0] if label_files else _sidecar_for(acc_tab.path)
         return Recording(
             accel=acc,
@@ -860,6 +889,7 @@ def read_recording(
                 "format": "garmin-excel",
                 "files": [str(acc_tab.path), str(gyr_tab.path)] + ([str(lp)] if lp else []),
                 "repairs": repairs,
+                "units_in": units_in,
             },
         )
     if fmt in ("flat6", "adamsense"):

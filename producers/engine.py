@@ -52,6 +52,8 @@ class ReplayStats:
     injected: Counter[str] = field(default_factory=Counter)
     lag: LagStats = field(default_factory=LagStats)
     anchor_ms: int = 0
+    #: wall seconds until the last message was handed over (elapsed_s includes the flush)
+    send_s: float = 0.0
 
     @property
     def ok(self) -> bool:
@@ -172,10 +174,13 @@ def replay(
     plan = plan_replay(recordings, cfg, anchor_ms=stats.anchor_ms, counts=stats.injected)
     ctx = stop_on_signals(stop) if handle_signals else contextlib.nullcontext()
     with ctx:
+        t_start = time.monotonic()
         try:
             _run(plan, sink, cfg, settings, stats, stop, progress, metrics)
         finally:
+            stats.send_s = stats.elapsed_s
             stats.undelivered = sink.flush(flush_timeout_s)
+            stats.elapsed_s = time.monotonic() - t_start
             if not own_sink:
                 stats.delivered, stats.failed = sink.stats.delivered, sink.stats.failed
             stats.first_error = sink.stats.first_error

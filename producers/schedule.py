@@ -193,6 +193,8 @@ def plan_device(
                                 xyz = drift_mod.apply_gain_offset(xyz, mask, dc.gain, dc.offset)
                             if dc.noise:
                                 xyz = drift_mod.apply_noise(xyz, mask, dc.noise, noise_rng)
+                        if limit is not None:
+                            mask = mask & (pos + (t - t0) < limit)
                         counts["drift_samples"] += int(mask.sum())
                 n = t.shape[0]
                 starts = np.arange(0, n, cfg.batch_size)

@@ -86,6 +86,8 @@ def build_app(
         web_enabled=False,
         consumer_auto_offset_reset="earliest",
         broker_commit_interval=1.0,
+        broker_session_timeout=10.0,
+        broker_heartbeat_interval=2.0,
         broker_commit_every=10_000,
         stream_buffer_maxsize=8192,
     )

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -83,6 +84,7 @@ class ModelManager:
         self.version_fn = version_fn or _default_version_fn(settings)
         self.current: Any = None
         self.refused: dict[str, str] = {}
+        self._lock = threading.Lock()
 
     @property
     def version(self) -> str | None:
@@ -105,6 +107,10 @@ class ModelManager:
         Returns what happened: ``none`` (no champion), ``same``, ``refused``, ``swapped``.
         Blocking (registry and TensorFlow): call it from a thread.
         """
+        with self._lock:
+            return self._check()
+
+    def _check(self) -> str:
         try:
             version = self.version_fn()
         except Exception as exc:  # the registry may be briefly unavailable

@@ -243,9 +243,11 @@ def wait_for(
     raise AssertionError(f"timed out waiting for {what}\n{tail}")
 
 
-def expected_windows(rec: Recording, settings: Settings) -> dict[int, str]:
-    """{window_start_ms: label} from the batch path with the registered champion."""
-    from trainer.serving import load_alias
+def expected_windows(
+    rec: Recording, settings: Settings, version: str | None = None
+) -> dict[int, str]:
+    """{window_start_ms: label} from the batch path with the champion (or ``version``)."""
+    from trainer.serving import load_alias, load_version
     from wearmon.signals.grid import fuse_to_grid
     from wearmon.signals.windows import make_windows
 
@@ -255,7 +257,7 @@ def expected_windows(rec: Recording, settings: Settings) -> dict[int, str]:
     # the stream decides a window once its end is lateness_ms behind the newest sample
     t_end = min(int(rec.accel.t_ms[-1]), int(rec.gyro.t_ms[-1]))
     keep = wins.end_ms + sig.lateness_ms + 100 < t_end
-    model = load_alias(settings)
+    model = load_alias(settings) if version is None else load_version(settings, version)
     labels, _ = model.predict(wins.x[keep])
     return dict(zip(wins.start_ms[keep].tolist(), labels, strict=True))
 

@@ -1,0 +1,143 @@
+"""Exactly-once across ``kill -9`` + restart, and across a two-worker rebalance."""
+
+from __future__ import annotations
+
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.integration.stream_support import (
+    expected_windows,
+    history,
+    make_run,
+    messages_of,
+    register_tiny,
+    send,
+    start_worker,
+    stop_worker,
+    wait_for,
+)
+from wearmon.settings import Settings
+from wearmon.signals.types import Recording
+from wearmon.stack import free_port
+
+pytestmark = pytest.mark.integration
+
+N_DEVICES = 8
+
+
+@pytest.fixture(scope="module")
+def recording(tmp_path_factory: pytest.TempPathFactory) -> Recording:
+    from wearmon.signals.readers import read_garmin_pair
+    from wearmon.signals.recording_gen import make_recording
+
+    paths = make_recording(tmp_path_factory.mktemp("rec"), subject=5, seed=2, max_exercises=3)
+    return read_garmin_pair(paths[0], paths[1])
+
+
+def _interleaved(recording: Recording, devices: list[str]) -> list:
+    per = [messages_of(recording, d) for d in devices]
+    return [m for group in zip(*per, strict=True) for m in group]
+
+
+def _check_exactly_once(redis_client, devices: list[str], expected: dict[int, str]) -> None:
+    for d in devices:
+        rows = history(redis_client, d)
+        starts = [int(r["window_start_ms"]) for r in rows]
+        assert len(starts) == len(set(starts)), f"{d}: a window was predicted twice"
+        got = {int(r["window_start_ms"]): r["label"] for r in rows}
+        missing = sorted(set(expected) - set(got))
+        assert not missing, f"{d}: {len(missing)} windows missing, first {missing[:3]}"
+        assert {s: got[s] for s in expected} == expected, f"{d}: labels differ"
+
+
+def _messages_in(port: int) -> float:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+        text = r.read().decode()
+    for line in text.splitlines():
+        if line.startswith("wearmon_stream_messages_in_total"):
+            return float(line.split()[-1])
+    return 0.0
+
+
+def test_kill_9_and_restart_loses_and_duplicates_nothing(
+    stack: Settings, redis_client, subprocess_env, recording: Recording, tmp_path: Path
+) -> None:
+    run = make_run(stack, subprocess_env)
+    register_tiny(run.settings, tmp_path, seed=3)
+    expected = expected_windows(recording, run.settings)
+    devices = [f"crash-{run.run}-{i}" for i in range(N_DEVICES)]
+    msgs = _interleaved(recording, devices)
+    log = tmp_path / "worker.log"
+    worker = start_worker(run.env, log)
+    head = len(msgs) // 6
+    sender = threading.Thread(target=send, args=(run.settings, msgs[head:]), kwargs={"pace_s": 0.1})
+    try:
+
+        def started() -> bool:
+            return sum(redis_client.xlen(f"pred:hist:{d}") for d in devices) > N_DEVICES * 3
+
+        send(run.settings, msgs[:head])
+        wait_for(started, 120, [worker], log, "first predictions")
+        sender.start()
+        time.sleep(2.5)
+        stop_worker(worker, hard=True)  # kill -9 mid-replay
+        before = sum(redis_client.xlen(f"pred:hist:{d}") for d in devices)
+        assert before < N_DEVICES * len(expected), "the replay ended before the kill"
+        worker = start_worker(run.env, log)
+        sender.join(120)
+
+        def done() -> bool:
+            return all(redis_client.xlen(f"pred:hist:{d}") >= len(expected) for d in devices)
+
+        wait_for(done, 120, [worker], log, "all predictions after restart")
+        time.sleep(2.0)
+    finally:
+        stop_worker(worker)
+        sender.join(5)
+    _check_exactly_once(redis_client, devices, expected)
+
+
+def test_two_workers_in_one_group_split_partitions_exactly_once(
+    stack: Settings, redis_client, subprocess_env, recording: Recording, tmp_path: Path
+) -> None:
+    run = make_run(stack, subprocess_env)
+    register_tiny(run.settings, tmp_path, seed=4)
+    expected = expected_windows(recording, run.settings)
+    devices = [f"pair-{run.run}-{i}" for i in range(N_DEVICES)]
+    msgs = _interleaved(recording, devices)
+    ports = [free_port(), free_port()]
+    logs = [tmp_path / "a.log", tmp_path / "b.log"]
+    workers = [start_worker(run.env, logs[0], ports[0])]
+    head = len(msgs) // 6
+    sender = threading.Thread(
+        target=send, args=(run.settings, msgs[head:]), kwargs={"pace_s": 0.15}
+    )
+    try:
+        send(run.settings, msgs[:head])
+        wait_for(
+            lambda: sum(redis_client.xlen(f"pred:hist:{d}") for d in devices) > N_DEVICES,
+            120,
+            workers,
+            logs[0],
+            "first predictions",
+        )
+        sender.start()
+        workers.append(start_worker(run.env, logs[1], ports[1]))  # rebalance mid-stream
+        sender.join(180)
+
+        def done() -> bool:
+            return all(redis_client.xlen(f"pred:hist:{d}") >= len(expected) for d in devices)
+
+        wait_for(done, 120, workers, logs[1], "all predictions with two workers")
+        time.sleep(2.0)
+        counts = [_messages_in(p) for p in ports]
+    finally:
+        for w in workers:
+            stop_worker(w)
+        sender.join(5)
+    assert all(c > 0 for c in counts), f"one worker got no partition: {counts}"
+    _check_exactly_once(redis_client, devices, expected)

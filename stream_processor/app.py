@@ -228,10 +228,48 @@ def _dl(k: Any, event: Any, exc: Exception) -> bytes:
     return dead_letter(k.labels_topic, event.value, event.key, str(exc))
 
 
+def ensure_topics(settings: Settings, timeout: float = 30.0) -> None:
+    """Create the topics the worker reads and writes when missing (``kafka.create_topics``)."""
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    from wearmon.errors import KafkaUnavailableError
+
+    k = settings.kafka
+    admin = AdminClient(k.confluent_config())
+    try:
+        existing = set(admin.list_topics(timeout=timeout).topics)
+    except Exception as exc:
+        raise KafkaUnavailableError(
+            f"Kafka at {k.bootstrap_servers} not reachable: {exc}"
+        ) from None
+    wanted = {
+        k.samples_topic: k.partitions,
+        k.labels_topic: k.partitions,
+        k.predictions_topic: k.partitions,
+        k.deadletter_topic: 1,
+    }
+    new = [
+        NewTopic(t, num_partitions=n, replication_factor=1)
+        for t, n in wanted.items()
+        if t not in existing
+    ]
+    if not new:
+        return
+    for topic, fut in admin.create_topics(new).items():
+        try:
+            fut.result(timeout=timeout)
+            log.info("created topic %s", topic)
+        except Exception as exc:  # created meanwhile by another worker
+            if "TOPIC_ALREADY_EXISTS" not in str(exc):
+                raise KafkaUnavailableError(f"cannot create topic {topic}: {exc}") from None
+
+
 def run_worker(settings: Settings, *, loglevel: str = "info") -> None:
     """Start one worker in the foreground until stopped (``wearmon process``)."""
     from prometheus_client import start_http_server
 
+    if settings.kafka.create_topics:
+        ensure_topics(settings)
     w = build_app(settings)
     port = settings.metrics.stream_port
     try:

@@ -1,0 +1,81 @@
+"""Small test doubles for the stream-processor unit tests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from stream_processor.sinks import Checkpoint, WriteOutcome
+
+
+class FakeModel:
+    def __init__(
+        self, version: str = "1", classes: tuple[str, ...] = ("a", "b"), broken: bool = False
+    ) -> None:
+        self.version = version
+        self.classes = list(classes)
+        self.window = 200
+        self.broken = broken
+        self.calls = 0
+
+    def warmup(self) -> None:
+        pass
+
+    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        self.calls += 1
+        n = x.shape[0]
+        if self.broken:
+            return np.full((n, len(self.classes)), np.nan, dtype=np.float32)
+        p = np.zeros((n, len(self.classes)), dtype=np.float32)
+        idx = (x[:, :, 0].mean(axis=1) > 0).astype(int) % len(self.classes)
+        p[np.arange(n), idx] = 1.0
+        return p
+
+
+class FakeManager:
+    def __init__(self, model: Any) -> None:
+        self.current = model
+
+
+class FakeProducer:
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, bytes | None, bytes]] = []
+
+    def produce(self, topic: str, key: bytes | None = None, value: bytes = b"") -> None:
+        self.sent.append((topic, key, value))
+
+    def flush(self, timeout: float = 0) -> int:
+        return 0
+
+
+class FakeSink:
+    """Same semantics as RedisSink: a window is new only if newer than the device's last."""
+
+    def __init__(self) -> None:
+        self.rows: list[tuple[str, int, str, str]] = []
+        self.last: dict[str, int] = {}
+        self.ckpt: dict[int, tuple[int, dict[str, bytes]]] = {}
+
+    def write(self, preds: Any, features: Any = None, checkpoints: Any = ()) -> WriteOutcome:
+        new = []
+        for p in preds:
+            ok = p.window_start_ms > self.last.get(p.device, -1)
+            if ok:
+                self.last[p.device] = p.window_start_ms
+                self.rows.append((p.device, p.window_start_ms, p.label, p.model_version))
+            new.append(ok)
+        for c in checkpoints:
+            assert isinstance(c, Checkpoint)
+            off, states = self.ckpt.get(c.partition, (-1, {}))
+            if c.offset > off:
+                self.ckpt[c.partition] = (c.offset, {**states, **c.states})
+        return WriteOutcome(new=new, scored=[])
+
+    def load_checkpoint(
+        self, app: str, topic: str, partition: int
+    ) -> tuple[int | None, dict[str, bytes]]:
+        if partition not in self.ckpt:
+            return None, {}
+        off, states = self.ckpt[partition]
+        return off, dict(states)

@@ -41,6 +41,8 @@ THESIS = Path("/work/shared/anchors/thesis-model")
 log = logging.getLogger("bench_stream")
 
 WARM_S = 12.0
+#: spawn, not fork: the parent has TensorFlow loaded (model import)
+_MP = mp.get_context("spawn")
 MEASURE_S = 20.0
 
 
@@ -234,8 +236,8 @@ def bench_pipeline(
                 raise SystemExit("worker did not start; see " + str(work / "worker.log"))
             time.sleep(1)
         for n in steps:
-            stop = mp.Event()
-            g = mp.Process(
+            stop = _MP.Event()
+            g = _MP.Process(
                 target=_generate,
                 args=(
                     settings.kafka.bootstrap_servers,
@@ -286,12 +288,12 @@ def bench_naive(settings: Any, steps: list[int]) -> list[dict[str, Any]]:
         admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)])[
             topic
         ].result(30)
-        q: Any = mp.Queue()
-        stop_c, stop_g = mp.Event(), mp.Event()
-        c = mp.Process(target=_naive_consumer, args=(settings.model_dump_json(), topic, q, stop_c))
+        q: Any = _MP.Queue()
+        stop_c, stop_g = _MP.Event(), _MP.Event()
+        c = _MP.Process(target=_naive_consumer, args=(settings.model_dump_json(), topic, q, stop_c))
         c.start()
         time.sleep(20)  # TF + model load
-        g = mp.Process(
+        g = _MP.Process(
             target=_generate,
             args=(settings.kafka.bootstrap_servers, topic, n, True, f"n{n}", stop_g),
         )
@@ -384,8 +386,8 @@ def main() -> None:
             WEARMON_METRICS__STREAM_PORT=str(settings.metrics.stream_port),
             PYTHONPATH=str(REPO),
         )
-        steps = [int(s) for s in args.steps.split(",")]
-        naive_steps = [int(s) for s in args.naive.split(",")]
+        steps = [int(s) for s in args.steps.split(",") if s]
+        naive_steps = [int(s) for s in args.naive.split(",") if s]
         pipe = bench_pipeline(settings, env, steps, work)
         naive = bench_naive(settings, naive_steps)
     finally:

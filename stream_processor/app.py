@@ -137,10 +137,11 @@ def build_app(
                 wake.set()
             if not proc.is_loaded(msg.partition):
                 await _ensure_loaded(msg.partition)
+            idle = len(proc.batcher) == 0
             if proc.handle(msg.partition, msg.offset, event.key, event.value, event):
                 event.ack()
-            if proc.batcher.full:
-                wake.set()
+            if (idle and len(proc.batcher)) or proc.batcher.full:
+                wake.set()  # the batch loop recomputes its deadline
 
     @app.agent(labels, name="wearmon-labels")
     async def consume_labels(stream: Any) -> None:

@@ -154,15 +154,13 @@ def load_recordings(spec: str) -> list[Recording]:
     """Recordings for a data source spec (see the module doc)."""
     from wearmon.signals import readers
 
-    r: Any = readers  # read_adamsense/read_recording land with the signals work
-
     kind, _, arg = spec.partition(":")
     if kind == "seglearn":
         return list(readers.load_seglearn_watch())
     if kind == "adamsense" and arg:
-        return list(r.read_adamsense(arg))
+        return list(readers.read_adamsense(arg))
     if kind == "recording" and arg:
-        return [r.read_recording([p for p in arg.split(",") if p])]
+        return [readers.read_recording([p for p in arg.split(",") if p])]
     raise ConfigError(
         f"unknown data source {spec!r}: use seglearn, adamsense:PATH or recording:PATH[,PATH]"
     )

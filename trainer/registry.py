@@ -13,11 +13,13 @@ moves the alias. Downloaded versions are cached read-only under
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -269,15 +271,16 @@ def version_dir(settings: Settings, version: str) -> Path:
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{version}-", dir=dest.parent))
     try:
-        if mv.run_id:
-            got = mlflow.artifacts.download_artifacts(
-                run_id=mv.run_id,
-                artifact_path=MODEL_ARTIFACT,
-                dst_path=str(tmp),
-                tracking_uri=settings.tracking_uri,
-            )
-        else:
-            got = mlflow.artifacts.download_artifacts(artifact_uri=mv.source, dst_path=str(tmp))
+        with _quiet_downloads():
+            if mv.run_id:
+                got = mlflow.artifacts.download_artifacts(
+                    run_id=mv.run_id,
+                    artifact_path=MODEL_ARTIFACT,
+                    dst_path=str(tmp),
+                    tracking_uri=settings.tracking_uri,
+                )
+            else:
+                got = mlflow.artifacts.download_artifacts(artifact_uri=mv.source, dst_path=str(tmp))
         src = Path(got)
         if not (src / METADATA_FILE).is_file():
             raise RegistryError(f"{settings.model_name} version {version} has no {METADATA_FILE}")
@@ -289,6 +292,23 @@ def version_dir(settings: Settings, version: str) -> Path:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return dest
+
+
+_PROGRESS_ENV = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
+
+
+@contextlib.contextmanager
+def _quiet_downloads() -> Iterator[None]:
+    """No "Downloading artifacts" progress bar while a version is fetched, unless the user
+    set MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR; the variable is put back afterwards."""
+    if _PROGRESS_ENV in os.environ:
+        yield
+        return
+    os.environ[_PROGRESS_ENV] = "false"
+    try:
+        yield
+    finally:
+        os.environ.pop(_PROGRESS_ENV, None)
 
 
 def model_file(directory: Path) -> Path:

@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 from trainer import registry
 from trainer.inspect import read_labels
+from trainer.model import ModelConfig
 from trainer.serving import champion_version, load_alias
 from wearmon.errors import IncompatibleModelError
 from wearmon.settings import Settings
@@ -145,3 +146,26 @@ def test_read_labels_formats(tmp_path: Path) -> None:
     p.write_text(json.dumps({"0": "a", "2": "c"}))
     with pytest.raises(IncompatibleModelError):
         read_labels(p)
+
+
+@pytest.mark.slow
+def test_version_download_shows_no_progress_bar(
+    settings: Settings, tiny_config: ModelConfig, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    import os
+
+    from trainer.model import build_model
+
+    net = build_model(tiny_config, 3)
+    meta = {
+        "classes": ["a", "b", "c"],
+        "window": 200,
+        "scaler": {"mean": [0.0] * 6, "scale": [1.0] * 6},
+    }
+    d = registry.save_model_dir(tmp_path / "v", net, meta)
+    version = registry.register_dir(settings, d)
+    capfd.readouterr()
+    got = registry.version_dir(settings, version)
+    assert (got / "metadata.json").is_file()
+    assert "Downloading artifacts" not in capfd.readouterr().err
+    assert "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR" not in os.environ  # put back afterwards

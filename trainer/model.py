@@ -24,6 +24,8 @@ from wearmon.signals.types import CHANNELS, WINDOW
 
 log = logging.getLogger(__name__)
 
+SCHEDULES = ("plateau", "cosine")
+
 
 @dataclass(frozen=True)
 class ModelConfig:
@@ -46,6 +48,26 @@ class ModelConfig:
     rotate_deg: float = 20.0
     scale_range: float = 0.1
     seed: int = 42
+    # left/right wrist: with probability 0.5 a training window is mirrored (MIRROR_SIGNS);
+    # mirror_tta serves the mean of p(x) and p(mirror(x)) (inside the one Keras model)
+    mirror: bool = False
+    mirror_tta: bool = False
+    # "plateau": ReduceLROnPlateau; "cosine": cosine decay over all epochs (no plateau logic)
+    schedule: str = "plateau"
+    label_smoothing: float = 0.0
+    # members trained with seeds seed, seed+1, ...; served as one Keras model that
+    # averages their probabilities (one compiled call, same serving API)
+    ensemble: int = 1
+
+    def __post_init__(self) -> None:
+        from wearmon.errors import ConfigError
+
+        if self.schedule not in SCHEDULES:
+            raise ConfigError(f"schedule must be one of {', '.join(SCHEDULES)}: {self.schedule!r}")
+        if self.ensemble < 1:
+            raise ConfigError(f"ensemble needs at least 1 member, got {self.ensemble}")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ConfigError(f"label smoothing must be in [0, 1), got {self.label_smoothing}")
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
@@ -101,16 +123,49 @@ def build_model(config: ModelConfig, n_classes: int, *, window: int = WINDOW) ->
     return keras.Model(inp, out, name="wearmon_cnn_bilstm")
 
 
-def compile_model(model: Any, config: ModelConfig) -> None:
+def compile_model(model: Any, config: ModelConfig, *, steps_per_epoch: int | None = None) -> None:
+    """AdamW; with ``schedule="cosine"`` the learning rate decays over ``epochs`` epochs of
+    ``steps_per_epoch`` steps. With label smoothing the labels are fed one-hot."""
     import keras
 
+    lr: Any = config.learning_rate
+    if config.schedule == "cosine":
+        if not steps_per_epoch:
+            raise ValueError("a cosine schedule needs steps_per_epoch")
+        lr = keras.optimizers.schedules.CosineDecay(
+            config.learning_rate, decay_steps=config.epochs * steps_per_epoch, alpha=0.01
+        )
+    if config.label_smoothing > 0:
+        loss: Any = keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing)
+        metrics: list[Any] = [keras.metrics.CategoricalAccuracy(name="accuracy")]
+    else:
+        loss = "sparse_categorical_crossentropy"
+        metrics = ["accuracy"]
     model.compile(
-        optimizer=keras.optimizers.AdamW(
-            learning_rate=config.learning_rate, weight_decay=config.weight_decay
-        ),
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
+        optimizer=keras.optimizers.AdamW(learning_rate=lr, weight_decay=config.weight_decay),
+        loss=loss,
+        metrics=metrics,
     )
+
+
+def steps_per_epoch(n_windows: int, config: ModelConfig) -> int:
+    return max(1, math.ceil(n_windows / config.batch_size))
+
+
+def average_models(members: list[Any], *, window: int = WINDOW) -> Any:
+    """One Keras model whose output is the mean of the members' probabilities."""
+    import keras
+    from keras import layers
+
+    if len(members) == 1:
+        return members[0]
+    inp = keras.Input(shape=(window, len(CHANNELS)), name="window")
+    outs = []
+    for j, m in enumerate(members):
+        m.name = f"member_{j}"  # unique names inside the ensemble
+        outs.append(m(inp))
+    out = layers.Average(name="probs_mean")(outs)
+    return keras.Model(inp, out, name=f"wearmon_ensemble_{len(members)}")
 
 
 def freeze_conv(model: Any) -> int:
@@ -130,6 +185,39 @@ def class_weights(y: np.ndarray, n_classes: int) -> dict[int, float]:
     w = np.ones(n_classes)
     w[present] = counts.sum() / (present.sum() * counts[present])
     return {i: float(w[i]) for i in range(n_classes)}
+
+
+# The same exercise on the other arm (watch on the other wrist) is a reflection of the
+# motion: on the seglearn watch data, side 0 vs side 1 flips the sign of Ax (accelerometer,
+# a vector) and of Gy, Gz (gyroscope, a pseudo-vector: a reflection flips the other two axes).
+MIRROR_SIGNS: tuple[float, ...] = (-1.0, 1.0, 1.0, 1.0, -1.0, -1.0)
+
+
+def mirror(x: np.ndarray) -> np.ndarray:
+    """Windows (n, t, 6) as seen on the other wrist (see ``MIRROR_SIGNS``)."""
+    return (x * np.asarray(MIRROR_SIGNS, dtype=np.float32)).astype(np.float32, copy=False)
+
+
+def with_mirror_tta(model: Any, scaler: Scaler, *, window: int = WINDOW) -> Any:
+    """One Keras model averaging ``model`` on the standardised window and on its mirror.
+
+    The model takes standardised inputs; mirroring raw x then standardising equals
+    ``xs * s + 2 * (m * s - m) / scale`` per channel, with s the sign and m, scale the
+    scaler's mean and scale: a constant affine map, built into the graph here."""
+    import keras
+    from keras import layers
+
+    sign = np.asarray(MIRROR_SIGNS, dtype=np.float32)
+    mean = np.asarray(scaler.mean, dtype=np.float32)
+    scale = np.asarray(scaler.scale, dtype=np.float32)
+    offset = ((sign - 1.0) * mean / scale).astype(np.float32)
+    inp = keras.Input(shape=(window, len(CHANNELS)), name="window")
+    # a frozen per-channel affine map as a built-in Dense layer (no custom objects to load)
+    affine = layers.Dense(len(CHANNELS), trainable=False, name="mirror")
+    mirrored = affine(inp)
+    affine.set_weights([np.diag(sign), offset])
+    out = layers.Average(name="probs_tta")([model(inp), model(mirrored)])
+    return keras.Model(inp, out, name=f"{model.name}_mirror_tta")
 
 
 def random_rotations(n: int, max_deg: float, rng: np.random.Generator) -> np.ndarray:
@@ -154,6 +242,9 @@ def augment(x: np.ndarray, config: ModelConfig, rng: np.random.Generator) -> np.
     scale = rng.uniform(1 - config.scale_range, 1 + config.scale_range, size=(n, 1, 2))
     out[:, :, 0:3] = np.einsum("ntc,ndc->ntd", x[:, :, 0:3], r) * scale[:, :, 0:1]
     out[:, :, 3:6] = np.einsum("ntc,ndc->ntd", x[:, :, 3:6], r) * scale[:, :, 1:2]
+    if config.mirror:
+        flip = rng.random(n) < 0.5
+        out[flip] *= np.asarray(MIRROR_SIGNS, dtype=np.float32)
     return out
 
 
@@ -163,6 +254,7 @@ def _batches(
     scaler: Scaler,
     config: ModelConfig,
     weights: dict[int, float] | None,
+    n_classes: int,
 ) -> Any:
     """A Keras PyDataset that shuffles, augments (raw units) and standardises per batch."""
     import keras
@@ -188,9 +280,12 @@ def _batches(
                 xb = augment(xb, config, self.rng)
             xb = standardize(xb, scaler)
             yb = y[idx]
-            if self.w is None:
+            sw = None if self.w is None else self.w[yb]
+            if config.label_smoothing > 0:
+                yb = np.eye(n_classes, dtype=np.float32)[yb]
+            if sw is None:
                 return xb, yb
-            return xb, yb, self.w[yb]
+            return xb, yb, sw
 
         def on_epoch_end(self) -> None:
             self.order = self.rng.permutation(len(x))
@@ -204,6 +299,8 @@ class FitResult:
     history: dict[str, list[float]] = field(default_factory=dict)
     best_epoch: int = 0
     seconds: float = 0.0
+    epochs: int = 0
+    members: list[Any] = field(default_factory=list)  # ensemble members (reporting)
 
 
 def fit(
@@ -229,14 +326,20 @@ def fit(
     set_seeds(config.seed)
     has_val = x_val is not None and y_val is not None and len(x_val) > 0
     monitor = "val_loss" if has_val else "loss"
-    callbacks: list[Any] = [
-        keras.callbacks.EarlyStopping(
-            monitor=monitor, patience=config.patience, restore_best_weights=True
-        ),
-        keras.callbacks.ReduceLROnPlateau(
-            monitor=monitor, factor=0.5, patience=max(1, config.patience // 2), min_lr=1e-5
-        ),
-    ]
+    callbacks: list[Any] = []
+    if has_val or config.schedule == "plateau":
+        # without validation subjects and with a cosine schedule: a fixed number of epochs
+        callbacks.append(
+            keras.callbacks.EarlyStopping(
+                monitor=monitor, patience=config.patience, restore_best_weights=True
+            )
+        )
+    if config.schedule == "plateau":
+        callbacks.append(
+            keras.callbacks.ReduceLROnPlateau(
+                monitor=monitor, factor=0.5, patience=max(1, config.patience // 2), min_lr=1e-5
+            )
+        )
     if checkpoint_dir is not None:
         checkpoint_dir.mkdir(parents=True, exist_ok=True)
         callbacks.append(
@@ -254,8 +357,11 @@ def fit(
         callbacks.append(_Progress())
 
     weights = class_weights(y_train, n_classes)
-    data = _batches(x_train, y_train, scaler, config, weights)
-    val = (standardize(x_val, scaler), y_val) if x_val is not None and has_val else None
+    data = _batches(x_train, y_train, scaler, config, weights, n_classes)
+    val = None
+    if has_val and x_val is not None and y_val is not None:
+        yv = np.eye(n_classes, dtype=np.float32)[y_val] if config.label_smoothing > 0 else y_val
+        val = (standardize(x_val, scaler), yv)
     t0 = time.perf_counter()
     hist = model.fit(
         data, validation_data=val, epochs=config.epochs, callbacks=callbacks, verbose=0
@@ -264,7 +370,8 @@ def fit(
     history = {k: [float(v) for v in vs] for k, vs in hist.history.items()}
     losses = history.get(monitor, [])
     best = int(np.argmin(losses)) + 1 if losses else 0
-    return FitResult(model=model, history=history, best_epoch=best, seconds=seconds)
+    epochs = len(history.get("loss", []))
+    return FitResult(model=model, history=history, best_epoch=best, seconds=seconds, epochs=epochs)
 
 
 def predict_proba(model: Any, x: np.ndarray, scaler: Scaler, batch_size: int = 256) -> np.ndarray:

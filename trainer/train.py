@@ -11,7 +11,7 @@ import json
 import logging
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -147,33 +147,70 @@ def _fit_one(
     checkpoint_dir: Path | None,
     on_epoch: Callable[[int, dict[str, float]], None] | None,
 ) -> tuple[Any, Scaler, Any]:
+    """Fit one model, or ``config.ensemble`` members (seeds seed, seed+1, ...) combined
+    into one Keras model that averages their probabilities. Returns (model, scaler, the
+    first member's FitResult with ``seconds`` and ``epochs`` summed over members)."""
     from trainer import model as M
 
     cfg = opts.config
-    M.set_seeds(cfg.seed)
     n = len(train.classes)
-    if init is not None:
-        net = _adapt_head(init.model, n)
-        scaler = init.scaler or Scaler.fit(train.x)
-        if opts.freeze_conv:
-            log.info("froze %d convolution layers", M.freeze_conv(net))
-    else:
-        net = M.build_model(cfg, n, window=settings.signal.window)
-        scaler = Scaler.fit(train.x)
-    M.compile_model(net, cfg)
-    res = M.fit(
-        net,
-        cfg,
-        scaler,
-        train.x,
-        train.y,
-        val.x if val is not None and len(val) else None,
-        val.y if val is not None and len(val) else None,
-        n_classes=n,
-        checkpoint_dir=checkpoint_dir,
-        on_epoch=on_epoch,
-    )
-    return net, scaler, res
+    k = max(1, int(cfg.ensemble))
+    if init is not None and k > 1:
+        raise ConfigError("fine-tuning (--init-from) trains one model: use ensemble 1")
+    scaler = (init.scaler if init is not None else None) or Scaler.fit(train.x)
+    members: list[Any] = []
+    results: list[Any] = []
+    for j in range(k):
+        mcfg = replace(cfg, seed=cfg.seed + j, ensemble=1)
+        M.set_seeds(mcfg.seed)
+        if init is not None:
+            net = _adapt_head(init.model, n)
+            if opts.freeze_conv:
+                log.info("froze %d convolution layers", M.freeze_conv(net))
+        else:
+            net = M.build_model(mcfg, n, window=settings.signal.window)
+        M.compile_model(net, mcfg, steps_per_epoch=M.steps_per_epoch(len(train), mcfg))
+        epoch_cb = on_epoch
+        if on_epoch is not None and k > 1:
+            offset = j * cfg.epochs
+
+            def epoch_cb(epoch: int, logs: dict[str, float], _o: int = offset) -> None:
+                assert on_epoch is not None
+                on_epoch(_o + epoch, logs)
+
+        res = M.fit(
+            net,
+            mcfg,
+            scaler,
+            train.x,
+            train.y,
+            val.x if val is not None and len(val) else None,
+            val.y if val is not None and len(val) else None,
+            n_classes=n,
+            checkpoint_dir=checkpoint_dir / f"member_{j}"
+            if checkpoint_dir and k > 1
+            else checkpoint_dir,
+            on_epoch=epoch_cb,
+        )
+        members.append(net)
+        results.append(res)
+        if k > 1:
+            log.info(
+                "ensemble member %d/%d: %d epochs, %.0f s",
+                j + 1,
+                k,
+                len(res.history.get("loss", [])),
+                res.seconds,
+            )
+    first = results[0]
+    first.seconds = float(sum(r.seconds for r in results))
+    first.epochs = int(sum(len(r.history.get("loss", [])) for r in results))
+    net = M.average_models(members, window=settings.signal.window)
+    if cfg.mirror_tta:
+        net = M.with_mirror_tta(net, scaler, window=settings.signal.window)
+    first.model = net
+    first.members = members if k > 1 else []
+    return net, scaler, first
 
 
 def train(
@@ -280,11 +317,20 @@ def train(
 
 
 def cross_validate(
-    settings: Settings, opts: TrainOptions, k: int, *, progress: EpochCallback | None = None
+    settings: Settings,
+    opts: TrainOptions,
+    k: int,
+    *,
+    progress: EpochCallback | None = None,
+    only_folds: Sequence[int] | None = None,
 ) -> dict[str, Any]:
-    """K folds of whole subjects; each fold trains on the others (early stopping on one
-    inner validation subject group) and is evaluated on its held-out subjects at the stream
-    hop. Tracked as one MLflow parent run with a nested run per fold. Registers nothing."""
+    """K folds of whole subjects; each fold trains on the others and is evaluated on its
+    held-out subjects at the stream hop. With ``val_fraction > 0`` one inner group of the
+    training subjects is held out for early stopping; with ``val_fraction <= 0`` every
+    training subject is trained on for a fixed number of epochs (no early stopping; the test
+    subjects are never looked at before the fold's model is final). ``only_folds`` runs a
+    subset of the folds (quick screens). Tracked as one MLflow parent run with a nested run
+    per fold. Registers nothing."""
     import mlflow
 
     from trainer import evaluate as E
@@ -298,9 +344,14 @@ def cross_validate(
     with mlflow.start_run(experiment_id=exp, run_name=opts.run_name or f"cv{k}") as parent:
         mlflow.log_params({**_params(opts, data, None), "cv_folds": k})
         for i, (train_subj, test_subj) in enumerate(folds):
-            tr_subj, val_subj = leave_subjects_out(
-                train_subj, opts.val_fraction, opts.config.seed + i
-            )
+            if only_folds is not None and i not in only_folds:
+                continue
+            if opts.val_fraction > 0:
+                tr_subj, val_subj = leave_subjects_out(
+                    train_subj, opts.val_fraction, opts.config.seed + i
+                )
+            else:
+                tr_subj, val_subj = list(train_subj), []
             tr = data.train.of_subjects(tr_subj)
             va = data.eval.of_subjects(val_subj)
             te = data.eval.of_subjects(test_subj)
@@ -332,6 +383,13 @@ def cross_validate(
                 )
                 secs = time.perf_counter() - t0
                 m = E.compute_metrics(te.y, M.predict_proba(net, te.x, scaler), te.classes)
+                # each member alone, for reporting only (nothing is selected on it)
+                member_acc = []
+                for member in res.members:
+                    if opts.config.mirror_tta:
+                        member = M.with_mirror_tta(member, scaler, window=settings.signal.window)
+                    pm = M.predict_proba(member, te.x, scaler)
+                    member_acc.append(float(np.mean(pm.argmax(axis=1) == te.y)))
                 mlflow.log_metrics(
                     {
                         **E.scalar_metrics(m, "test_"),
@@ -346,9 +404,10 @@ def cross_validate(
                 "n_test": len(te),
                 "n_train": len(tr),
                 "seconds": secs,
-                "epochs": len(res.history.get("loss", [])),
+                "epochs": res.epochs,
                 "best_epoch": res.best_epoch,
                 **E.scalar_metrics(m),
+                "member_accuracy": member_acc,
             }
             rows.append(row)
             log.info(
@@ -363,6 +422,8 @@ def cross_validate(
         summary: dict[str, Any] = {
             "folds": rows,
             "k": k,
+            "val_fraction": opts.val_fraction,
+            "only_folds": list(only_folds) if only_folds is not None else None,
             "data": opts.data,
             "config": opts.config.to_dict(),
             "train_hop": data.train.signal.hop,

@@ -36,6 +36,22 @@ def train_cmd(
     no_augment: bool = typer.Option(
         False, "--no-augment", help="No rotation/scaling augmentation."
     ),
+    mirror: bool = typer.Option(
+        False, "--mirror", help="Mirror augmentation (left/right wrist: -Ax, -Gy, -Gz)."
+    ),
+    mirror_tta: bool = typer.Option(
+        False, "--mirror-tta", help="Serve the mean of p(window) and p(mirrored window)."
+    ),
+    ensemble: int = typer.Option(
+        None, "--ensemble", help="Members (seeds) averaged into one served model."
+    ),
+    schedule: str = typer.Option(None, "--schedule", help="Learning rate: plateau | cosine."),
+    label_smoothing: float = typer.Option(None, "--label-smoothing"),
+    val_fraction: float = typer.Option(
+        0.1,
+        "--val-fraction",
+        help="Share of training subjects held out for early stopping; 0: fixed epochs.",
+    ),
     train_hop: int = typer.Option(50, "--train-hop", help="Hop of training windows (samples)."),
     test_fraction: float = typer.Option(0.2, "--test-fraction", help="Share of subjects held out."),
     subjects: str = typer.Option(None, "--subjects", help="Only these subjects, e.g. 1,2,3."),
@@ -64,12 +80,19 @@ def train_cmd(
         "learning_rate": learning_rate,
         "patience": patience,
         "seed": seed,
+        "ensemble": ensemble,
+        "schedule": schedule,
+        "label_smoothing": label_smoothing,
     }
     cfg = {k: v for k, v in overrides.items() if v is not None}
     if filters:
         cfg["conv_filters"] = [int(v) for v in filters.split(",") if v.strip()]
     if no_augment:
         cfg["augment"] = False
+    if mirror:
+        cfg["mirror"] = True
+    if mirror_tta:
+        cfg["mirror_tta"] = True
     if freeze_conv and not init_from:
         raise typer.BadParameter("--freeze-conv needs --init-from")
     opts = TrainOptions(
@@ -77,6 +100,7 @@ def train_cmd(
         config=ModelConfig.from_dict({**ModelConfig().to_dict(), **cfg}),
         train_hop=train_hop,
         test_fraction=test_fraction,
+        val_fraction=val_fraction,
         subjects=tuple(s.strip() for s in subjects.split(",")) if subjects else None,
         init_from=init_from,
         freeze_conv=freeze_conv,

@@ -59,3 +59,19 @@ def test_rotations_are_orthonormal_and_augment_keeps_magnitude() -> None:
     np.testing.assert_allclose(
         np.linalg.norm(y[..., :3], axis=-1), np.linalg.norm(x[..., :3], axis=-1), rtol=1e-4
     )
+
+
+def test_mirror_flips_ax_gy_gz_and_is_an_involution() -> None:
+    from trainer.model import MIRROR_SIGNS, mirror
+
+    x = np.random.default_rng(0).normal(size=(3, 200, 6)).astype(np.float32)
+    m = mirror(x)
+    np.testing.assert_array_equal(m[..., [1, 2, 3]], x[..., [1, 2, 3]])
+    np.testing.assert_array_equal(m[..., [0, 4, 5]], -x[..., [0, 4, 5]])
+    np.testing.assert_array_equal(mirror(m), x)
+    assert MIRROR_SIGNS == (-1.0, 1.0, 1.0, 1.0, -1.0, -1.0)
+    rng = np.random.default_rng(1)
+    y = augment(x, ModelConfig(rotate_deg=0.0, scale_range=0.0, mirror=True), rng)
+    flipped = [np.allclose(y[i], m[i], atol=1e-5) for i in range(3)]
+    kept = [np.allclose(y[i], x[i], atol=1e-5) for i in range(3)]
+    assert all(f != k for f, k in zip(flipped, kept, strict=True))

@@ -106,3 +106,34 @@ def test_evaluate_writes_json_markdown_png_and_logs(
     names = {p.name for p in out["report_dir"].iterdir()}
     assert {"metrics.json", "report.md", "confusion_matrix.png"} <= names
     assert (res.report_dir / "training_curves.png").is_file()
+
+
+@pytest.mark.slow
+def test_ensemble_recipe_cv_without_validation_and_served_as_one_model(
+    settings: Settings, tiny_config: ModelConfig
+) -> None:
+    from dataclasses import replace
+
+    cfg = replace(
+        tiny_config, epochs=2, ensemble=2, schedule="cosine", mirror=True, mirror_tta=True
+    )
+    opts = TrainOptions(
+        config=cfg,
+        subjects=("1", "2", "3", "4"),
+        max_windows_per_subject=12,
+        train_hop=100,
+        val_fraction=0.0,
+    )
+    s = cross_validate(settings, opts, 2, only_folds=[1])
+    (row,) = s["folds"]
+    assert row["fold"] == 1 and row["val_subjects"] == []  # every training subject trains
+    assert row["epochs"] == 4 and len(row["member_accuracy"]) == 2  # fixed epochs, 2 members
+    assert s["only_folds"] == [1] and s["val_fraction"] == 0.0
+
+    res = train(settings, replace(opts, subjects=("1", "2", "3")))
+    served = load_alias(settings)
+    assert served.version == res.version == "1"
+    assert served.metadata["model_config"]["ensemble"] == 2
+    p = served.predict_proba(np.zeros((3, 200, 6), np.float32))
+    assert p.shape == (3, 7)
+    np.testing.assert_allclose(p.sum(axis=1), 1.0, atol=1e-5)

@@ -13,7 +13,7 @@ import sys
 
 import typer
 
-from wearmon.cli import common, data, model, process, replay, stack, train
+from wearmon.cli import common, data, demo, model, process, replay, stack, train
 from wearmon.errors import WearmonError
 
 app = typer.Typer(
@@ -29,6 +29,7 @@ app.add_typer(model.app, name="model")
 replay.register(app)
 train.register(app)
 process.register(app)
+demo.register(app)
 
 
 @app.callback()

@@ -173,7 +173,7 @@ def register(app: typer.Typer) -> None:
             console.print(f"serving {settings.model_name} version {version} (alias champion)")
 
             console.rule("3. recordings")
-            rec_dir = settings.data_dir / "demo" / "recordings"
+            rec_dir = settings.data_dir / "recordings"
             folders: list[Path] = []
             for subj in [s.strip() for s in subjects.split(",") if s.strip()]:
                 folder = rec_dir / f"subject-{subj}"
@@ -185,7 +185,7 @@ def register(app: typer.Typer) -> None:
                 )
 
             console.rule("4. stream processor")
-            log_path = settings.data_dir / "demo" / "worker.log"
+            log_path = settings.data_dir / "worker.log"
             log_path.parent.mkdir(parents=True, exist_ok=True)
             client = redis.Redis.from_url(settings.redis.url, **settings.redis.client_kwargs())
             with open(log_path, "wb") as logf:

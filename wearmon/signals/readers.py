@@ -525,7 +525,21 @@ def read_garmin_file(
     rows = np.repeat(np.arange(2, tab.n_rows + 2, dtype=np.int64), n_off)
     xyz = np.stack(vals, axis=1)
     if unit is None and names[0].startswith("calibrated_"):
-        unit = units.detect_accel_unit(xyz) if sensor == "accel" else units.detect_gyro_unit(xyz)
+        if sensor == "accel":
+            unit = units.detect_accel_unit(xyz)
+        else:
+            # Garmin documents calibrated_gyro_* in deg/s. Detection cannot tell a resting
+            # wrist in deg/s from motion in rad/s, so the documented unit wins; a
+            # disagreement is logged for the user to check (and force with a flag).
+            unit = "deg/s"
+            guess = units.detect_gyro_unit(xyz)
+            if guess != unit:
+                log.warning(
+                    "%s: calibrated_gyro_* is documented as deg/s but the values look like %s "
+                    "(a wrist mostly at rest?); reading deg/s, force the unit if that is wrong",
+                    tab.path,
+                    guess,
+                )
     return make_series(
         sensor,
         t,

@@ -168,6 +168,27 @@ def test_state_round_trip_is_json() -> None:
         IncrementalWindower.from_state({"v": 99})
 
 
+def test_binary_state_round_trips_through_msgpack_exactly() -> None:
+    import msgspec
+
+    rng = np.random.default_rng(5)
+    w = IncrementalWindower(lateness_ms=300, device="dev-2")
+    for k in range(400):
+        t = 1_000_000 + (k // 2) * 50 + np.arange(5) * 10
+        w.push("accel" if k % 2 else "gyro", t, rng.normal(0, 3, size=(5, 3)))
+    raw = msgspec.msgpack.encode(w.to_state(binary=True))
+    w2 = IncrementalWindower.from_state(msgspec.msgpack.decode(raw))
+    assert w2.to_state() == w.to_state()
+    t = 1_000_000 + 200 * 50 + np.arange(400) * 10
+    x = rng.normal(0, 3, size=(400, 3))
+    n = 0
+    for s in ("accel", "gyro"):
+        a, b = w.push(s, t, x), w2.push(s, t, x)
+        assert np.array_equal(a.start_ms, b.start_ms) and np.array_equal(a.x, b.x)
+        n += len(a)
+    assert n > 0
+
+
 def test_generated_garmin_pair_batch_equals_incremental(tmp_path: Path) -> None:
     acc_p, gyr_p, _ = make_recording(tmp_path, subject=2, max_exercises=2, rest_s=3)
     rec = read_garmin_pair(acc_p, gyr_p)

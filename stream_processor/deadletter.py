@@ -1,6 +1,7 @@
 """Validation of incoming sample messages and their dead-letter classification.
 
-:func:`check_samples` returns the decoded batch or raises :class:`BadMessage` with a one-line
+:func:`check_samples` (and :func:`check_arrays`, which also returns the values as arrays)
+returns the decoded batch or raises :class:`BadMessage` with a one-line
 reason (it goes into the dead letter) and a short fixed ``kind`` (the metric label).
 """
 
@@ -61,6 +62,17 @@ def check_samples(
     raw: bytes | None, key: bytes | None = None, now_ms: int | None = None
 ) -> SampleBatch:
     """Decode + validate one sample message; BadMessage (reason, kind) on anything wrong."""
+    return check_arrays(raw, key, now_ms)[0]
+
+
+def check_arrays(
+    raw: bytes | None, key: bytes | None = None, now_ms: int | None = None
+) -> tuple[SampleBatch, np.ndarray, np.ndarray]:
+    """:func:`check_samples`, also returning the sample times (int64, n) and values
+    (float64, n x 3) as arrays, built once for the check and reused by the windower.
+
+    Non-finite values cannot get this far: JSON has no NaN or infinity and msgspec rejects
+    numbers out of float range (undecodable). So one vectorised range check is all."""
     if raw is None:
         raise BadMessage("message has no value", "undecodable")
     try:
@@ -71,19 +83,19 @@ def check_samples(
         raise BadMessage("message key does not match its device id", "bad_key")
     limit = MAX_ACCEL_MS2 if msg.sensor == "accel" else MAX_GYRO_DPS
     xyz = np.array((msg.x, msg.y, msg.z), dtype=np.float64)
-    peak = float(np.abs(xyz).max())
-    if peak > limit:
+    hi, lo = float(xyz.max()), float(xyz.min())
+    if hi > limit or -lo > limit or hi != hi or lo != lo:
+        peak = max(abs(hi), abs(lo))
         raise BadMessage(
             f"impossible {msg.sensor} value {peak:.1f} {msg.unit} (limit {limit:.0f})",
             "impossible_value",
         )
     now = int(time.time() * 1000) if now_ms is None else now_ms
-    t = np.asarray(msg.t_ms, dtype=np.int64)
-    if int(t.min()) < MIN_T_MS or int(t.max()) > now + FUTURE_SLACK_MS:
-        raise BadMessage(
-            f"sample time out of range ({int(t.min())}..{int(t.max())} ms)", "bad_time"
-        )
-    return msg
+    tl = msg.t_ms
+    t0, t1 = min(tl), max(tl)
+    if t0 < MIN_T_MS or t1 > now + FUTURE_SLACK_MS:
+        raise BadMessage(f"sample time out of range ({t0}..{t1} ms)", "bad_time")
+    return msg, np.array(tl, dtype=np.int64), xyz.T
 
 
 def dead_letter(source_topic: str, raw: bytes | None, key: bytes | None, reason: str) -> bytes:

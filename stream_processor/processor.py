@@ -21,7 +21,7 @@ from typing import Any
 import msgspec
 import numpy as np
 
-from stream_processor.deadletter import BadMessage, check_samples, dead_letter
+from stream_processor.deadletter import BadMessage, check_arrays, dead_letter
 from stream_processor.metrics import StreamMetrics
 from stream_processor.sinks import Checkpoint, WriteOutcome, checkpoint_key
 from wearmon.schemas import Prediction, encode
@@ -30,8 +30,6 @@ from wearmon.signals.stream import IncrementalWindower
 from wearmon.signals.types import GRID_MS
 
 log = logging.getLogger(__name__)
-
-_WINDOWER_COUNTERS = (("late_dropped", "late"), ("duplicates", "duplicate"))
 
 
 @dataclass(frozen=True)
@@ -124,7 +122,8 @@ class JobResult:
 
 
 def encode_state(w: IncrementalWindower) -> bytes:
-    return msgspec.msgpack.encode(w.to_state())
+    """msgpack of the windower state, sample buffers as raw bytes (exact, cheap)."""
+    return msgspec.msgpack.encode(w.to_state(binary=True))
 
 
 def decode_state(raw: bytes) -> IncrementalWindower:
@@ -166,6 +165,10 @@ class Processor:
         self._force_checkpoint = False
         #: set while a rebalance is under way: checkpoint everything handled at once
         self.rebalancing = False
+        # per-message counts, added to the counters by flush_metrics (once per cycle)
+        self._n_messages = 0
+        self._n_samples = {"accel": 0, "gyro": 0}
+        self._samples_in = {s: self.metrics.samples_in.labels(sensor=s) for s in self._n_samples}
 
     # ------------------------------------------------------------------ partitions
 
@@ -217,56 +220,76 @@ class Processor:
             return True
         ps.offset = offset
         ps.unacked.append(token)
-        m = self.metrics
-        m.messages_in.inc()
+        self._n_messages += 1
         try:
-            msg = check_samples(value, key)
+            msg, t, xyz = check_arrays(value, key)
         except BadMessage as exc:
             self.producer.produce(
                 self.settings.kafka.deadletter_topic,
                 key=key,
                 value=dead_letter(self.topic, value, key, exc.reason),
             )
-            m.deadletters.labels(reason=exc.kind).inc()
+            self.metrics.deadletters.labels(reason=exc.kind).inc()
             log.debug("dead letter (%s) at %s[%d]@%d", exc.kind, self.topic, partition, offset)
             return False
-        w = ps.devices.get(msg.device)
+        device = msg.device
+        w = ps.devices.get(device)
         if w is None:
-            sig = self.settings.signal
-            w = IncrementalWindower(
-                max_gap_ms=sig.max_gap_ms,
-                lateness_ms=sig.lateness_ms,
-                window=sig.window,
-                hop=sig.hop,
-                device=msg.device,
+            w = self._new_windower(device)
+            ps.devices[device] = w
+            self.metrics.devices.inc()
+        c = w.counters
+        late, dups, gaps = c["late_dropped"], c["duplicates"], c["skipped_gap"]
+        wins = w.push(msg.sensor, t, xyz)
+        ps.dirty.add(device)
+        self._n_samples[msg.sensor] += t.shape[0]
+        if c["late_dropped"] != late or c["duplicates"] != dups or c["skipped_gap"] != gaps:
+            self._count_drops(
+                c["late_dropped"] - late, c["duplicates"] - dups, c["skipped_gap"] - gaps
             )
-            ps.devices[msg.device] = w
-            m.devices.inc()
-        before = [w.counters[k] for k, _ in _WINDOWER_COUNTERS]
-        gaps_before = w.counters["skipped_gap"]
-        xyz = np.array((msg.x, msg.y, msg.z), dtype=np.float64).T
-        wins = w.push(msg.sensor, np.asarray(msg.t_ms, dtype=np.int64), xyz)
-        ps.dirty.add(msg.device)
-        m.samples_in.labels(sensor=msg.sensor).inc(len(msg.t_ms))
-        for (k, reason), b in zip(_WINDOWER_COUNTERS, before, strict=True):
-            d = w.counters[k] - b
-            if d:
-                m.samples_dropped.labels(reason=reason).inc(d)
-        gaps = w.counters["skipped_gap"] - gaps_before
-        if gaps:
-            m.windows_skipped.labels(reason="gap").inc(gaps)
         n = len(wins)
         if n:
             now = self.clock()
-            m.windows_emitted.inc(n)
+            self.metrics.windows_emitted.inc(n)
+            sent = msg.sent_ms
             self.batcher.add(
                 [
-                    PendingWindow(msg.device, int(wins.start_ms[i]), wins.x[i], msg.sent_ms, now)
+                    PendingWindow(device, int(wins.start_ms[i]), wins.x[i], sent, now)
                     for i in range(n)
                 ],
                 now,
             )
         return False
+
+    def _new_windower(self, device: str) -> IncrementalWindower:
+        sig = self.settings.signal
+        return IncrementalWindower(
+            max_gap_ms=sig.max_gap_ms,
+            lateness_ms=sig.lateness_ms,
+            window=sig.window,
+            hop=sig.hop,
+            device=device,
+        )
+
+    def _count_drops(self, late: int, dups: int, gaps: int) -> None:
+        m = self.metrics
+        if late:
+            m.samples_dropped.labels(reason="late").inc(late)
+        if dups:
+            m.samples_dropped.labels(reason="duplicate").inc(dups)
+        if gaps:
+            m.windows_skipped.labels(reason="gap").inc(gaps)
+
+    def flush_metrics(self) -> None:
+        """Add the per-message counts gathered by :meth:`handle` to the Prometheus counters
+        (once per batch cycle, not per message: a counter increment takes a lock)."""
+        if self._n_messages:
+            self.metrics.messages_in.inc(self._n_messages)
+            self._n_messages = 0
+        for sensor, n in self._n_samples.items():
+            if n:
+                self._samples_in[sensor].inc(n)
+                self._n_samples[sensor] = 0
 
     # ------------------------------------------------------------------ batch cycle
 
@@ -290,6 +313,7 @@ class Processor:
 
     def cut(self, force: bool = False) -> Job | None:
         """Take the next batch (between messages, on the loop). None when nothing is due."""
+        self.flush_metrics()
         now = self.clock()
         if self.models.current is None:
             return None

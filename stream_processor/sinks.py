@@ -14,11 +14,12 @@ Key layout (``device`` is the pseudonymous device id):
 - ``acc:scored:{device}``   hash of window starts already scored (so each counts once)
 - ``ckpt:{app}:{topic}:{partition}``  hash: ``__offset__`` plus one windower state per device
 
-Every prediction is written by one Lua script that first compares the window start with the
-id of the newest entry of the device's history stream: a window that is not newer is a
-duplicate (a replay after a crash or a rebalance) and nothing is written. Windows of a device
-are emitted in increasing start order, so this makes the writes idempotent by window id.
-All writes of a batch go in one pipeline.
+The predictions of a batch are written by one call of a Lua script that, for each
+prediction, first compares the window start with the id of the newest entry of the device's
+history stream: a window that is not newer is a duplicate (a replay after a crash or a
+rebalance) and nothing is written. Windows of a device are emitted in increasing start order,
+so this makes the writes idempotent by window id. The script call and the checkpoints of a
+batch go in one pipeline.
 """
 
 from __future__ import annotations
@@ -61,56 +62,77 @@ def checkpoint_key(app_id: str, topic: str, partition: int) -> str:
     return f"ckpt:{app_id}:{topic}:{partition}"
 
 
-# KEYS: hist, latest, feat, labels, scored, acc
-# ARGV: window_start, hist_maxlen, ttl_s, feat_maxlen, features_json ('' = none),
-#       window_end, label, model_version, purity, then field/value pairs
-_WRITE_PREDICTION = """
-local ws = tonumber(ARGV[1])
-local top = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
-if top[1] then
-  local tms = tonumber(string.match(top[1][1], '^(%d+)'))
-  if tms >= ws then return -1 end
-end
-local fields = {}
-for i = 10, #ARGV do fields[#fields + 1] = ARGV[i] end
-redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], ARGV[1] .. '-0', unpack(fields))
-redis.call('EXPIRE', KEYS[1], ARGV[3])
-redis.call('DEL', KEYS[2])
-redis.call('HSET', KEYS[2], unpack(fields))
-redis.call('EXPIRE', KEYS[2], ARGV[3])
-if ARGV[5] ~= '' then
-  redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[4], '*', 'device', fields[2],
-             'window_start_ms', ARGV[1], 'model_version', ARGV[8], 'label', ARGV[7],
-             'f', ARGV[5])
-end
--- join with ground truth already present
-local we = tonumber(ARGV[6])
-local segs = redis.call('ZRANGEBYSCORE', KEYS[4], '(' .. ARGV[1], '+inf')
-local cover = {}
-local best, bestlab = 0, nil
-for _, s in ipairs(segs) do
-  local a, b, lab = string.match(s, '^(%-?%d+):(%-?%d+):(.*)$')
-  a = tonumber(a); b = tonumber(b)
-  if a < we then
-    local c = math.min(b, we) - math.max(a, ws)
-    if c > 0 then
-      cover[lab] = (cover[lab] or 0) + c
-      if cover[lab] > best then best = cover[lab]; bestlab = lab end
+# One call per batch. KEYS: feat, acc, then per prediction hist, latest, labels, scored.
+# ARGV: hist_maxlen, ttl_s, feat_maxlen, purity, then per prediction PRED_ARGS values:
+#       device, window_start, window_end, label, confidence, probs, model_version,
+#       processed_ms, latency_ms, features_json ('' = none).
+# Returns one code per prediction: -1 duplicate, 1 written, 2 written + scored wrong,
+# 3 written + scored correct.
+_WRITE_PREDICTIONS = """
+local names = {'device', 'window_start_ms', 'window_end_ms', 'label', 'confidence', 'probs',
+               'model_version', 'processed_ms', 'latency_ms'}
+local hmax, ttl, fmax = ARGV[1], ARGV[2], ARGV[3]
+local purity = tonumber(ARGV[4])
+local out = {}
+local n = (#KEYS - 2) / 4
+for i = 0, n - 1 do
+  local kh, kl, kseg, ksc = KEYS[3 + 4 * i], KEYS[4 + 4 * i], KEYS[5 + 4 * i], KEYS[6 + 4 * i]
+  local b = 5 + 10 * i
+  local wss = ARGV[b + 1]
+  local ws = tonumber(wss)
+  local code = 1
+  local top = redis.call('XREVRANGE', kh, '+', '-', 'COUNT', 1)
+  if top[1] and tonumber(string.match(top[1][1], '^(%d+)')) >= ws then
+    code = -1
+  else
+    local fields = {}
+    for j = 1, 9 do
+      fields[2 * j - 1] = names[j]
+      fields[2 * j] = ARGV[b + j - 1]
+    end
+    local label, version = ARGV[b + 3], ARGV[b + 6]
+    redis.call('XADD', kh, 'MAXLEN', '~', hmax, wss .. '-0', unpack(fields))
+    redis.call('EXPIRE', kh, ttl)
+    redis.call('DEL', kl)
+    redis.call('HSET', kl, unpack(fields))
+    redis.call('EXPIRE', kl, ttl)
+    if ARGV[b + 9] ~= '' then
+      redis.call('XADD', KEYS[1], 'MAXLEN', '~', fmax, '*', 'device', ARGV[b],
+                 'window_start_ms', wss, 'model_version', version, 'label', label,
+                 'f', ARGV[b + 9])
+    end
+    -- join with ground truth already present
+    local we = tonumber(ARGV[b + 2])
+    local segs = redis.call('ZRANGEBYSCORE', kseg, '(' .. wss, '+inf')
+    local cover = {}
+    local best, bestlab = 0, nil
+    for _, s in ipairs(segs) do
+      local sa, sb, lab = string.match(s, '^(%-?%d+):(%-?%d+):(.*)$')
+      sa = tonumber(sa); sb = tonumber(sb)
+      if sa < we then
+        local c = math.min(sb, we) - math.max(sa, ws)
+        if c > 0 then
+          cover[lab] = (cover[lab] or 0) + c
+          if cover[lab] > best then best = cover[lab]; bestlab = lab end
+        end
+      end
+    end
+    if bestlab ~= nil and best >= purity * (we - ws) then
+      redis.call('HSET', ksc, wss, 1)
+      redis.call('EXPIRE', ksc, ttl)
+      redis.call('HINCRBY', KEYS[2], version .. ':total', 1)
+      code = 2
+      if bestlab == label then
+        redis.call('HINCRBY', KEYS[2], version .. ':correct', 1)
+        code = 3
+      end
     end
   end
+  out[#out + 1] = code
 end
-if bestlab ~= nil and best >= tonumber(ARGV[9]) * (we - ws) then
-  redis.call('HSET', KEYS[5], ARGV[1], 1)
-  redis.call('EXPIRE', KEYS[5], ARGV[3])
-  redis.call('HINCRBY', KEYS[6], ARGV[8] .. ':total', 1)
-  if bestlab == ARGV[7] then
-    redis.call('HINCRBY', KEYS[6], ARGV[8] .. ':correct', 1)
-    return 3
-  end
-  return 2
-end
-return 1
+return out
 """
+PRED_ARGS = 10
 
 # KEYS: labels, hist, scored, acc
 # ARGV: start, end, label, ttl_s, purity, window_ms
@@ -199,26 +221,18 @@ class WriteOutcome:
     scored: list[tuple[str, bool]]
 
 
-def prediction_fields(p: Prediction) -> list[Any]:
-    """Field/value pairs of a prediction in the latest hash and the history stream."""
+def prediction_values(p: Prediction) -> list[Any]:
+    """The values of the prediction fields (names in ``_WRITE_PREDICTIONS``), as stored in
+    the latest hash and the history stream."""
     return [
-        "device",
         p.device,
-        "window_start_ms",
         p.window_start_ms,
-        "window_end_ms",
         p.window_end_ms,
-        "label",
         p.label,
-        "confidence",
         f"{p.confidence:.6f}",
-        "probs",
         json.dumps([round(float(v), 6) for v in p.probs]),
-        "model_version",
         p.model_version,
-        "processed_ms",
         p.processed_ms,
-        "latency_ms",
         "" if p.latency_ms is None else f"{p.latency_ms:.1f}",
     ]
 
@@ -249,7 +263,7 @@ class RedisSink:
         self.ttl_s = ttl_s
         self.features_maxlen = features_maxlen
         self.purity = purity
-        self._pred = client.register_script(_WRITE_PREDICTION)
+        self._preds = client.register_script(_WRITE_PREDICTIONS)
         self._label = client.register_script(_WRITE_LABEL)
         self._ckpt = client.register_script(_WRITE_CHECKPOINT)
         self._names_written = False
@@ -286,40 +300,26 @@ class RedisSink:
         if features is not None:
             self._ensure_feature_names()
         pipe = self.client.pipeline(transaction=False)
-        for i, p in enumerate(predictions):
-            feats = ""
+        if predictions:
+            keys: list[str] = [FEATURES_KEY, ACCURACY_KEY]
+            args: list[Any] = [self.history_maxlen, self.ttl_s, self.features_maxlen, self.purity]
+            feats: list[str] = [""] * len(predictions)
             if features is not None:
-                feats = json.dumps([round(float(v), 6) for v in features[i]])
-            self._pred(
-                keys=[
-                    history_key(p.device),
-                    latest_key(p.device),
-                    FEATURES_KEY,
-                    labels_key(p.device),
-                    scored_key(p.device),
-                    ACCURACY_KEY,
-                ],
-                args=[
-                    p.window_start_ms,
-                    self.history_maxlen,
-                    self.ttl_s,
-                    self.features_maxlen,
-                    feats,
-                    p.window_end_ms,
-                    p.label,
-                    p.model_version,
-                    self.purity,
-                    *prediction_fields(p),
-                ],
-                client=pipe,
-            )
+                rounded = np.round(np.asarray(features, dtype=np.float64), 6).tolist()
+                feats = [json.dumps(r) for r in rounded]
+            for p, f in zip(predictions, feats, strict=True):
+                d = p.device
+                keys += [history_key(d), latest_key(d), labels_key(d), scored_key(d)]
+                args += prediction_values(p)
+                args.append(f)
+            self._preds(keys=keys, args=args, client=pipe)
         for c in checkpoints:
-            args: list[Any] = [c.offset]
+            cargs: list[Any] = [c.offset]
             for device, state in c.states.items():
-                args += [device, state]
-            self._ckpt(keys=[c.key], args=args, client=pipe)
+                cargs += [device, state]
+            self._ckpt(keys=[c.key], args=cargs, client=pipe)
         results = pipe.execute()
-        codes = [int(r) for r in results[: len(predictions)]]
+        codes = [int(r) for r in results[0]] if predictions else []
         scored = [
             (p.model_version, code == 3)
             for p, code in zip(predictions, codes, strict=True)

@@ -9,7 +9,7 @@ rules (equal list lengths, canonical unit, known sensor) and raises
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal, TypeVar
 
 import msgspec
 
@@ -74,10 +74,11 @@ class DeadLetter(msgspec.Struct, frozen=True, kw_only=True):
 
 
 _encoder = msgspec.json.Encoder()
-_sample_decoder = msgspec.json.Decoder(SampleBatch)
-_label_decoder = msgspec.json.Decoder(LabelSegment)
-_prediction_decoder = msgspec.json.Decoder(Prediction)
-_deadletter_decoder = msgspec.json.Decoder(DeadLetter)
+_decoders: dict[type, msgspec.json.Decoder[Any]] = {
+    t: msgspec.json.Decoder(t) for t in (SampleBatch, LabelSegment, Prediction, DeadLetter)
+}
+
+M = TypeVar("M", SampleBatch, LabelSegment, Prediction, DeadLetter)
 
 
 def encode(msg: msgspec.Struct) -> bytes:
@@ -85,18 +86,20 @@ def encode(msg: msgspec.Struct) -> bytes:
     return _encoder.encode(msg)
 
 
-def _check_version(v: int) -> None:
-    if v != SCHEMA_VERSION:
-        raise SchemaError(f"unsupported schema version {v} (this build reads {SCHEMA_VERSION})")
+def _decode(raw: bytes, kind: type[M], what: str) -> M:
+    """Decode one message of ``kind``, checking its schema version; SchemaError otherwise."""
+    try:
+        msg: M = _decoders[kind].decode(raw)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise SchemaError(f"undecodable {what} message: {exc}") from None
+    if msg.v != SCHEMA_VERSION:
+        raise SchemaError(f"unsupported schema version {msg.v} (this build reads {SCHEMA_VERSION})")
+    return msg
 
 
 def decode_samples(raw: bytes) -> SampleBatch:
     """Decode and validate a ``wearmon.samples`` message; SchemaError on anything wrong."""
-    try:
-        msg = _sample_decoder.decode(raw)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-        raise SchemaError(f"undecodable sample message: {exc}") from None
-    _check_version(msg.v)
+    msg = _decode(raw, SampleBatch, "sample")
     n = len(msg.t_ms)
     if n == 0:
         raise SchemaError("sample message holds no samples")
@@ -114,27 +117,15 @@ def decode_samples(raw: bytes) -> SampleBatch:
 
 
 def decode_labels(raw: bytes) -> LabelSegment:
-    try:
-        msg = _label_decoder.decode(raw)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-        raise SchemaError(f"undecodable label message: {exc}") from None
-    _check_version(msg.v)
+    msg = _decode(raw, LabelSegment, "label")
     if msg.end_ms <= msg.start_ms:
         raise SchemaError(f"label segment ends ({msg.end_ms}) before it starts ({msg.start_ms})")
     return msg
 
 
 def decode_prediction(raw: bytes) -> Prediction:
-    try:
-        msg = _prediction_decoder.decode(raw)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-        raise SchemaError(f"undecodable prediction message: {exc}") from None
-    _check_version(msg.v)
-    return msg
+    return _decode(raw, Prediction, "prediction")
 
 
 def decode_deadletter(raw: bytes) -> DeadLetter:
-    try:
-        return _deadletter_decoder.decode(raw)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-        raise SchemaError(f"undecodable dead-letter message: {exc}") from None
+    return _decode(raw, DeadLetter, "dead-letter")

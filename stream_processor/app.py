@@ -23,7 +23,7 @@ from stream_processor.processor import Processor
 from stream_processor.sinks import RedisSink
 from wearmon.errors import SchemaError
 from wearmon.schemas import decode_labels
-from wearmon.settings import Settings
+from wearmon.settings import KafkaSettings, Settings
 from wearmon.signals.types import GRID_MS
 
 log = logging.getLogger(__name__)
@@ -61,6 +61,37 @@ def kafka_producer(settings: Settings) -> Any:
     return Producer(conf)
 
 
+def faust_credentials(k: KafkaSettings) -> Any:
+    """The Faust ``broker_credentials`` for ``settings.kafka`` (None for PLAINTEXT).
+
+    Same settings as the confluent-kafka clients (:meth:`KafkaSettings.confluent_config`):
+    SSL and SASL_SSL verify the broker against ``ssl_cafile`` (the system CAs when unset);
+    SASL mechanisms PLAIN (default), SCRAM-SHA-256/512 or GSSAPI.
+    """
+    import ssl
+
+    proto = k.security_protocol
+    if proto == "PLAINTEXT":
+        return None
+    ctx = None
+    if proto in ("SSL", "SASL_SSL"):
+        ctx = ssl.create_default_context(
+            purpose=ssl.Purpose.SERVER_AUTH,
+            cafile=str(k.ssl_cafile) if k.ssl_cafile else None,
+        )
+    if proto == "SSL":
+        return faust.SSLCredentials(ctx)
+    mechanism = (k.sasl_mechanism or "PLAIN").upper()
+    if mechanism == "GSSAPI":
+        return faust.GSSAPICredentials(ssl_context=ctx)
+    return faust.SASLCredentials(
+        username=k.sasl_username,
+        password=None if k.sasl_password is None else k.sasl_password.get_secret_value(),
+        ssl_context=ctx,
+        mechanism=mechanism,
+    )
+
+
 def build_app(
     settings: Settings,
     *,
@@ -79,6 +110,7 @@ def build_app(
     app = _App(
         settings.stream.app_id,
         broker=k.faust_broker_url(),
+        broker_credentials=faust_credentials(k),
         store="memory://",
         topic_partitions=k.partitions,
         topic_replication_factor=1,
@@ -190,15 +222,7 @@ def build_app(
 
     @app.timer(interval=2.0)
     async def gauges() -> None:
-        consumer = app.consumer
-        for tp in consumer.assignment():
-            if tp.topic != k.samples_topic or tp.partition not in proc.partitions:
-                continue
-            hw = consumer.highwater(tp)
-            if hw is not None and hw >= 0:
-                metrics.consumer_lag.labels(partition=str(tp.partition)).set(
-                    max(0, hw - 1 - proc.partitions[tp.partition].offset)
-                )
+        update_lag(app.consumer, proc, metrics, k.samples_topic)
         acc = await asyncio.to_thread(sink.accuracy)
         for version, (correct, total) in acc.items():
             if total:
@@ -209,6 +233,9 @@ def build_app(
         revoked = args[0]
         parts = [tp.partition for tp in revoked if tp.topic == k.samples_topic]
         proc.drop_partitions(parts)
+        for p in parts:  # no stale lag for a partition another worker now owns
+            with contextlib.suppress(KeyError):
+                metrics.consumer_lag.remove(str(p))
         log.info("partitions revoked: %s", sorted(parts))
 
     @app.on_partitions_assigned.connect
@@ -221,6 +248,21 @@ def build_app(
         )
 
     return Worker(app=app, processor=proc, models=models, metrics=metrics, sink=sink)
+
+
+def update_lag(consumer: Any, proc: Processor, metrics: StreamMetrics, topic: str) -> None:
+    """``consumer_lag{partition}``: messages of ``topic`` behind the partition's high
+    watermark, per partition this worker owns and has started (handled a message of):
+    ``highwater - 1 - last handled offset``. Handled, not committed: commits wait for the
+    next checkpoint (at most ``stream.checkpoint_s`` later)."""
+    for tp in consumer.assignment():
+        if tp.topic != topic or tp.partition not in proc.partitions:
+            continue
+        hw = consumer.highwater(tp)
+        if hw is not None and hw >= 0:
+            metrics.consumer_lag.labels(partition=str(tp.partition)).set(
+                max(0, hw - 1 - proc.partitions[tp.partition].offset)
+            )
 
 
 def _dl(k: Any, event: Any, exc: Exception) -> bytes:

@@ -1,8 +1,9 @@
 """The Faust application of ``wearmon process``, built from Settings by :func:`build_app`.
 
-Faust does the consuming, the consumer group and the offset commits. The sample agent reads
-with ``noack()``: a message is acked (so its offset may be committed) only when a Redis
-checkpoint covers it (see :mod:`stream_processor.processor` and docs/stream.md). The batch
+Faust does the consuming, the consumer group and the offset commits. Sample messages go
+from Faust's fetch loop straight to :meth:`Processor.handle` (no per-event stream, see
+:func:`_deliver_directly`); a message is acked (so its offset may be committed) only when a
+Redis checkpoint covers it (see :mod:`stream_processor.processor` and docs/stream.md). The batch
 loop is a Faust task; inference, Kafka sends and Redis writes run in one worker thread.
 """
 
@@ -27,6 +28,13 @@ from wearmon.settings import KafkaSettings, Settings
 from wearmon.signals.types import GRID_MS
 
 log = logging.getLogger(__name__)
+
+
+#: Bytes per partition per fetch. Faust's default (1 MiB, about 800 sample messages) caps a
+#: worker at about 2,600 messages/s on this machine however idle its CPU (measured: a bare
+#: noack agent over a backlog, 2,600 msgs/s with 1 MiB, 9,200 with 8 MiB, CPU-bound from
+#: there; aiokafka alone reads 76,000/s). Memory: at most this much per assigned partition.
+FETCH_BYTES_PER_PARTITION = 8 * 1024 * 1024
 
 
 class _App(faust.App):
@@ -122,6 +130,7 @@ def build_app(
         broker_heartbeat_interval=2.0,
         broker_commit_every=10_000,
         stream_buffer_maxsize=8192,
+        consumer_max_fetch_size=FETCH_BYTES_PER_PARTITION,
     )
     samples = app.topic(
         k.samples_topic,
@@ -161,19 +170,31 @@ def build_app(
         if not proc.is_loaded(partition):
             proc.restore(partition, offset, states)
 
-    @app.agent(samples, name="wearmon-samples")
-    async def consume_samples(stream: Any) -> None:
-        async for event in stream.noack().events():
-            msg = event.message
-            if proc.rebalancing:
-                wake.set()
-            if not proc.is_loaded(msg.partition):
-                await _ensure_loaded(msg.partition)
-            idle = len(proc.batcher) == 0
-            if proc.handle(msg.partition, msg.offset, event.key, event.value, event):
-                event.ack()
-            if (idle and len(proc.batcher)) or proc.batcher.full:
-                wake.set()  # the batch loop recomputes its deadline
+    consumer_ack = _acker(app)
+
+    async def on_sample(message: Any) -> None:
+        """One message of the samples topic, straight from Faust's fetch loop."""
+        await app.flow_control.acquire()  # closed while a rebalance is under way
+        if message.generation_id != app.consumer_generation_id:
+            return  # fetched before a rebalance: its partition's owner reads it again
+        if not message.tracked:  # pending ack: a rebalance waits for it (stream_wait_empty)
+            message.tracked = True
+            app.consumer.track_message(message)
+        partition = message.partition
+        if proc.rebalancing:
+            wake.set()
+        if not proc.is_loaded(partition):
+            await _ensure_loaded(partition)
+        idle = len(proc.batcher) == 0
+        try:
+            if proc.handle(partition, message.offset, message.key, message.value, message):
+                consumer_ack(message)
+        except Exception:  # a bug, not a bad message: log, keep consuming
+            log.exception("failed to process %s[%d]@%d", k.samples_topic, partition, message.offset)
+        if (idle and len(proc.batcher)) or proc.batcher.full:
+            wake.set()  # the batch loop recomputes its deadline
+
+    _deliver_directly(app, samples, on_sample)
 
     @app.agent(labels, name="wearmon-labels")
     async def consume_labels(stream: Any) -> None:
@@ -214,7 +235,7 @@ def build_app(
                     log.error("batch write failed, retrying in 1 s: %s", exc)
                     await asyncio.sleep(1.0)
             for token in proc.complete(job, result):
-                token.ack()
+                consumer_ack(token)
 
     @app.task
     async def model_watch() -> None:
@@ -248,6 +269,31 @@ def build_app(
         )
 
     return Worker(app=app, processor=proc, models=models, metrics=metrics, sink=sink)
+
+
+def _acker(app: faust.App) -> Any:
+    def ack(message: Any) -> None:
+        message.ack(app.consumer)  # the offset may be committed once all before it are
+
+    return ack
+
+
+def _deliver_directly(app: faust.App, topic: Any, handler: Any) -> None:
+    """Subscribe ``topic`` and hand its messages to ``handler(message)`` from the consumer's
+    fetch loop, without Faust's per-event machinery (Event, channel queue, Stream iteration,
+    stream sensors): that path cost about as much CPU as all of wearmon's own work per
+    sample message (py-spy profile of the worker, docs/stream.md). Offsets, acks, commits,
+    flow control and rebalances stay Faust's: the handler acquires flow control, skips
+    messages of an older consumer generation, tracks each message as pending until acked.
+    Other topics keep the usual agents."""
+    conductor: Any = app.topics
+    build = conductor._build_handler  # per-TP callback factory (faust-streaming 0.15)
+
+    def build_handler(tp: Any, channels: Any) -> Any:
+        return handler if tp.topic == topic.get_topic_name() else build(tp, channels)
+
+    conductor._build_handler = build_handler
+    conductor.add(topic)
 
 
 def update_lag(consumer: Any, proc: Processor, metrics: StreamMetrics, topic: str) -> None:

@@ -97,7 +97,9 @@ class SignalSettings(_Frozen):
 
 class StreamSettings(_Frozen):
     batch_max: int = Field(default=256, ge=1)
-    batch_wait_ms: int = Field(default=50, ge=0)
+    #: 100 ms: fuller batches (one compiled call costs about 25 ms + 1.2 ms per window for
+    #: the thesis model, docs/stream.md) at a small latency cost
+    batch_wait_ms: int = Field(default=100, ge=0)
     model_poll_s: float = Field(default=5.0, gt=0)
     workers: int = Field(default=1, ge=1)
     #: Faust application id = Kafka consumer group of ``wearmon process`` workers.

@@ -175,19 +175,43 @@ def _naive_consumer(settings_json: str, topic: str, out: Any, stop: Any) -> None
 # ---------------------------------------------------------------------------- measuring
 
 
-def _scrape(port: int) -> dict[str, float]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
-        text = resp.read().decode()
+def _scrape(ports: list[int]) -> dict[str, float]:
+    """The counters and latency buckets the benchmark reads, summed over workers."""
+    text = ""
+    for port in ports:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+            text += resp.read().decode()
     vals: dict[str, float] = {}
     for line in text.splitlines():
         if line.startswith("wearmon_stream_e2e_latency_seconds_bucket") or line.startswith(
-            ("wearmon_stream_predictions_total", "wearmon_stream_e2e_latency_seconds_count")
+            (
+                "wearmon_stream_predictions_total",
+                "wearmon_stream_e2e_latency_seconds_count",
+                "wearmon_stream_messages_in_total",
+                "wearmon_stream_batch_size_sum",
+                "wearmon_stream_batch_size_count",
+                "wearmon_stream_inference_seconds_sum",
+            )
         ):
             name, v = line.rsplit(" ", 1)
             if name.startswith("wearmon_stream_predictions_total"):
                 name = "predictions"
+            elif name.startswith("wearmon_stream_messages_in_total"):
+                name = "messages"
             vals[name] = vals.get(name, 0.0) + float(v)
     return vals
+
+
+def _quantile_le(a: dict[str, float], b: dict[str, float], q: float) -> float:
+    """Upper bound of the latency bucket holding quantile ``q`` over the interval."""
+    buckets = []
+    for name, v in b.items():
+        if name.startswith("wearmon_stream_e2e_latency_seconds_bucket"):
+            le = name.split('le="')[1].split('"')[0]
+            buckets.append((float("inf") if le == "+Inf" else float(le), v - a.get(name, 0.0)))
+    buckets.sort()
+    total = buckets[-1][1] if buckets else 0
+    return next((le for le, cum in buckets if total and cum >= q * total), float("inf"))
 
 
 def _p99_from_buckets(a: dict[str, float], b: dict[str, float]) -> tuple[float, int]:
@@ -204,6 +228,52 @@ def _p99_from_buckets(a: dict[str, float], b: dict[str, float]) -> tuple[float, 
     return float("inf"), int(total)
 
 
+def _cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) used so far by a process and its reaped children."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return sum(int(v) for v in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
+def _threads_cpu_s(pids: list[int]) -> dict[str, float]:
+    out = {"tf": 0.0, "python": 0.0, "main": 0.0}
+    for pid in pids:
+        for k, v in _thread_cpu_s(pid).items():
+            out[k] += v
+    return out
+
+
+def _thread_cpu_s(pid: int) -> dict[str, float]:
+    """CPU seconds per thread kind of a process: the main thread (the event loop),
+    TensorFlow's pools (tf_*), the rest (inference/Redis thread, Kafka client threads)."""
+    out: dict[str, float] = {"tf": 0.0, "python": 0.0, "main": 0.0}
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            comm = (task / "comm").read_text().strip()
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        kind = "main" if task.name == str(pid) else "tf" if comm.startswith("tf_") else "python"
+        out[kind] += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return out
+
+
+def _start_profiler(pid: int, out: Path, seconds: float) -> subprocess.Popen[bytes] | None:
+    """py-spy (dev extra) sampling the worker for ``seconds``; collapsed stacks into ``out``."""
+    exe = Path(sys.executable).with_name("py-spy")
+    if not exe.exists():
+        log.warning("py-spy not installed; --profile ignored")
+        return None
+    return subprocess.Popen(
+        [str(exe), "record", "--pid", str(pid), "--duration", str(int(seconds)), "--rate", "200",
+         "--format", "raw", "--nonblocking", "--threads", "--idle", "-o", str(out)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
 def _start_worker(env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
     fh = open(log_path, "ab")  # noqa: SIM115
     return subprocess.Popen(
@@ -215,26 +285,41 @@ def _start_worker(env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes
 
 
 def bench_pipeline(
-    settings: Any, env: dict[str, str], steps: list[int], work: Path
+    settings: Any,
+    env: dict[str, str],
+    steps: list[int],
+    work: Path,
+    profile: Path | None = None,
+    services: dict[str, int] | None = None,
+    n_workers: int = 1,
 ) -> list[dict[str, Any]]:
     import redis
 
+    from wearmon.stack import free_port
+
     r = redis.Redis.from_url(settings.redis.url)
-    worker = _start_worker(env, work / "worker.log")
+    ports = [settings.metrics.stream_port] + [free_port() for _ in range(n_workers - 1)]
+    logs = [work / f"worker-{i}.log" for i in range(n_workers)]
+    workers = [
+        _start_worker({**env, "WEARMON_METRICS__STREAM_PORT": str(p)}, lp)
+        for p, lp in zip(ports, logs, strict=True)
+    ]
+    worker = workers[0]
     results = []
     try:
-        port = settings.metrics.stream_port
-        deadline = time.monotonic() + 180
-        while True:  # ready when the model is served
+        deadline = time.monotonic() + 240
+        while True:  # ready when every worker serves the model
             try:
-                _scrape(port)
-                if "now serving" in (work / "worker.log").read_text():
+                _scrape(ports)
+                if all("now serving" in lp.read_text() for lp in logs):
                     break
             except OSError:
                 pass
-            if time.monotonic() > deadline or worker.poll() is not None:
-                raise SystemExit("worker did not start; see " + str(work / "worker.log"))
+            if time.monotonic() > deadline or any(w.poll() is not None for w in workers):
+                raise SystemExit(f"a worker did not start; see {work}/worker-*.log")
             time.sleep(1)
+        if n_workers > 1:
+            time.sleep(10)  # the group's rebalance settles
         for n in steps:
             stop = _MP.Event()
             g = _MP.Process(
@@ -250,21 +335,58 @@ def bench_pipeline(
             )
             g.start()
             time.sleep(WARM_S)
-            a = _scrape(port)
+            prof = None
+            if profile is not None:
+                prof = _start_profiler(worker.pid, profile / f"worker-{n}.txt", MEASURE_S)
+            pids = {"generator": g.pid or 0, **(services or {})}
+            pids.update({f"worker{i}": w.pid for i, w in enumerate(workers)})
+            a = _scrape(ports)
+            cpu_a = {k: _cpu_s(pid) for k, pid in pids.items()}
+            thr_a = _threads_cpu_s([w.pid for w in workers])
+            t_a = time.monotonic()
             time.sleep(MEASURE_S)
-            b = _scrape(port)
+            b = _scrape(ports)
+            cpu_b = {k: _cpu_s(pid) for k, pid in pids.items()}
+            thr_b = _threads_cpu_s([w.pid for w in workers])
+            elapsed = time.monotonic() - t_a
+            cores = {k: (cpu_b[k] - cpu_a[k]) / elapsed for k in pids}
+            cores["worker"] = sum(v for k, v in cores.items() if k.startswith("worker"))
+            load1 = os.getloadavg()[0]
             stop.set()
             g.join(20)
+            if prof is not None:
+                prof.wait(60)
             p99, _count = _p99_from_buckets(a, b)
             preds = b.get("predictions", 0) - a.get("predictions", 0)
+            msgs = b.get("messages", 0) - a.get("messages", 0)
+
+            def d(name: str, a: dict[str, float] = a, b: dict[str, float] = b) -> float:
+                return b.get(name, 0.0) - a.get(name, 0.0)
+
+            nb = d("wearmon_stream_batch_size_count")
             expected = n * 0.5 * MEASURE_S
             ok = p99 < 1.0 and preds >= 0.9 * expected
             row = {
                 "devices": n,
                 "p99_s_le": p99,
+                "p50_s_le": _quantile_le(a, b, 0.5),
+                "p90_s_le": _quantile_le(a, b, 0.9),
                 "predictions": int(preds),
                 "expected": int(expected),
                 "ok": ok,
+                # cores used by each process over the interval (2 cores = 2.0)
+                "cores": {k: round(v, 3) for k, v in cores.items()},
+                # worker CPU per sample message it consumed (independent of contention)
+                "worker_cpu_us_per_msg": round(cores["worker"] * elapsed / max(1.0, msgs) * 1e6, 1),
+                # of the worker's cores: TensorFlow's thread pools (inference)
+                "worker_tf_cores": round((thr_b["tf"] - thr_a["tf"]) / elapsed, 3),
+                # the event loop thread(s): consuming, windowing, batch cycle
+                "worker_main_cores": round((thr_b["main"] - thr_a["main"]) / elapsed, 3),
+                "mean_batch": round(d("wearmon_stream_batch_size_sum") / nb, 1) if nb else 0,
+                "inference_ms_per_window": round(
+                    d("wearmon_stream_inference_seconds_sum") * 1000 / max(1.0, preds), 2
+                ),
+                "load1": round(load1, 2),
             }
             log.info("pipeline %s", row)
             results.append(row)
@@ -273,8 +395,10 @@ def bench_pipeline(
             if not ok:
                 break
     finally:
-        worker.terminate()
-        worker.wait(30)
+        for w in workers:
+            w.terminate()
+        for w in workers:
+            w.wait(30)
     return results
 
 
@@ -354,6 +478,14 @@ def main() -> None:
     ap.add_argument("--steps", default="250,500,1000,1500,2000")
     ap.add_argument("--naive", default="5,10,20,40")
     ap.add_argument("--out", default=None, help="Write the results as JSON here.")
+    ap.add_argument(
+        "--workers", type=int, default=1, help="Worker processes in one consumer group."
+    )
+    ap.add_argument(
+        "--profile",
+        default=None,
+        help="Folder: py-spy samples the worker during each measuring interval (raw stacks).",
+    )
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
 
@@ -388,7 +520,11 @@ def main() -> None:
         )
         steps = [int(s) for s in args.steps.split(",") if s]
         naive_steps = [int(s) for s in args.naive.split(",") if s]
-        pipe = bench_pipeline(settings, env, steps, work)
+        profile = Path(args.profile) if args.profile else None
+        if profile is not None:
+            profile.mkdir(parents=True, exist_ok=True)
+        services = {st.name: st.pid for st in stack.status() if st.pid and st.name != "prometheus"}
+        pipe = bench_pipeline(settings, env, steps, work, profile, services, args.workers)
         naive = bench_naive(settings, naive_steps)
     finally:
         stack.down()
@@ -397,6 +533,8 @@ def main() -> None:
     summary = {
         "model_version": version,
         "cpus": os.cpu_count(),
+        "loadavg_end": [round(v, 2) for v in os.getloadavg()],
+        "workers": args.workers,
         "pipeline": pipe,
         "naive": naive,
         "pipeline_devices": best,

@@ -27,17 +27,6 @@ log = logging.getLogger(__name__)
 
 CHAMPION_CHANNEL = "model:champion"
 PROBE_WINDOWS = 4
-#: Batch sizes the served model pads a batch up to (``ServingModel.buckets``). The compiled
-#: call takes any batch size (one trace), so finer buckets than the registry's default
-#: (1, 8, 32, 128, 256, 512) only cost warm-up calls, and save the padding: measured with
-#: the thesis model, 40 windows 152 -> 68 ms CPU, 70 windows 154 -> 100 ms.
-SERVING_BUCKETS = (1, 8, 16, 24, 32, 48, 64, 96, 128, 192, 256)
-
-
-def tune_buckets(model: Any) -> None:
-    """Serve with :data:`SERVING_BUCKETS` (models without ``buckets`` are left alone)."""
-    if isinstance(getattr(model, "buckets", None), tuple):
-        model.buckets = SERVING_BUCKETS
 
 
 def validate_serving(model: Any) -> None:
@@ -135,7 +124,6 @@ class ModelManager:
             return "refused"
         try:
             model = self.loader(version)
-            tune_buckets(model)
             model.warmup()
             validate_serving(model)
         except Exception as exc:

@@ -45,15 +45,3 @@ def test_swap_refuse_and_remember() -> None:
         assert mgr.check_once() == "refused"
     assert "100" in mgr.refused["3"]
     assert "probabilities" in mgr.refused["4"]
-
-
-def test_served_model_gets_fine_buckets() -> None:
-    from stream_processor.models import SERVING_BUCKETS, tune_buckets
-
-    m = FakeModel()
-    m.buckets = (1, 8, 32, 128, 256, 512)  # type: ignore[attr-defined]
-    tune_buckets(m)
-    assert m.buckets == SERVING_BUCKETS  # type: ignore[attr-defined]
-    bare = FakeModel()
-    tune_buckets(bare)
-    assert not hasattr(bare, "buckets")

@@ -69,6 +69,15 @@ def register_tiny(
     return version
 
 
+def generated_recording(folder: Path, *, subject: int, seed: int, exercises: int) -> Recording:
+    """A short Garmin-style session of a real seglearn subject, read back with its labels."""
+    from wearmon.signals.readers import read_garmin_pair
+    from wearmon.signals.recording_gen import make_recording
+
+    paths = make_recording(folder, subject=subject, seed=seed, max_exercises=exercises)
+    return read_garmin_pair(paths[0], paths[1])
+
+
 def messages_of(rec: Recording, device: str, chunk: int = 25) -> list[SampleBatch]:
     """The recording as per-sensor batches of ``chunk`` samples, in time order."""
     out: list[tuple[int, int, SampleBatch]] = []

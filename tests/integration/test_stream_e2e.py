@@ -10,6 +10,7 @@ import pytest
 
 from tests.integration.stream_support import (
     expected_windows,
+    generated_recording,
     history,
     make_run,
     messages_of,
@@ -28,11 +29,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def recording(tmp_path_factory: pytest.TempPathFactory) -> Recording:
-    from wearmon.signals.readers import read_garmin_pair
-    from wearmon.signals.recording_gen import make_recording
-
-    paths = make_recording(tmp_path_factory.mktemp("rec"), subject=3, seed=1, max_exercises=3)
-    return read_garmin_pair(paths[0], paths[1])
+    return generated_recording(tmp_path_factory.mktemp("rec"), subject=3, seed=1, exercises=3)
 
 
 def _bad_messages(device: str) -> list[tuple[str, bytes]]:

@@ -10,6 +10,7 @@ import pytest
 
 from tests.integration.stream_support import (
     expected_windows,
+    generated_recording,
     history,
     make_run,
     messages_of,
@@ -27,11 +28,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def recording(tmp_path_factory: pytest.TempPathFactory) -> Recording:
-    from wearmon.signals.readers import read_garmin_pair
-    from wearmon.signals.recording_gen import make_recording
-
-    paths = make_recording(tmp_path_factory.mktemp("rec"), subject=2, seed=3, max_exercises=4)
-    return read_garmin_pair(paths[0], paths[1])
+    return generated_recording(tmp_path_factory.mktemp("rec"), subject=2, seed=3, exercises=4)
 
 
 def test_champion_swaps_mid_stream_and_broken_model_is_refused(

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.stream_support import (
+    generated_recording,
     history,
     make_run,
     register_tiny,
@@ -32,11 +33,9 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def recording(tmp_path_factory: pytest.TempPathFactory) -> Recording:
-    from wearmon.signals.readers import read_garmin_pair
-    from wearmon.signals.recording_gen import make_recording
-
-    paths = make_recording(tmp_path_factory.mktemp("rec"), subject=4, seed=4, max_exercises=3)
-    rec = read_garmin_pair(paths[0], paths[1])  # with its labels sidecar
+    rec = generated_recording(
+        tmp_path_factory.mktemp("rec"), subject=4, seed=4, exercises=3
+    )  # with its labels sidecar
     assert rec.labels, "the generated recording carries labels"
     return rec
 

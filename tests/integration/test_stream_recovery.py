@@ -11,6 +11,7 @@ import pytest
 
 from tests.integration.stream_support import (
     expected_windows,
+    generated_recording,
     history,
     make_run,
     messages_of,
@@ -31,11 +32,7 @@ N_DEVICES = 8
 
 @pytest.fixture(scope="module")
 def recording(tmp_path_factory: pytest.TempPathFactory) -> Recording:
-    from wearmon.signals.readers import read_garmin_pair
-    from wearmon.signals.recording_gen import make_recording
-
-    paths = make_recording(tmp_path_factory.mktemp("rec"), subject=5, seed=2, max_exercises=3)
-    return read_garmin_pair(paths[0], paths[1])
+    return generated_recording(tmp_path_factory.mktemp("rec"), subject=5, seed=2, exercises=3)
 
 
 def _interleaved(recording: Recording, devices: list[str]) -> list:

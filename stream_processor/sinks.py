@@ -62,13 +62,48 @@ def checkpoint_key(app_id: str, topic: str, partition: int) -> str:
     return f"ckpt:{app_id}:{topic}:{partition}"
 
 
+# Shared by both scripts below: score one prediction against the stored ground truth.
+# The label covering most of [ws, ws + wms) must cover at least purity of it (the rule of
+# training windows); each window is scored once (ksc). Returns nil when the window cannot be
+# scored (yet), else 1 if the prediction was right, 0 if wrong.
+_LUA_SCORE = """
+local function score(kseg, ksc, kacc, ws, wms, purity, ttl, plabel, version)
+  local we = ws + wms
+  local segs = redis.call('ZRANGEBYSCORE', kseg, '(' .. tostring(ws), '+inf')
+  local cover = {}
+  local best, bestlab = 0, nil
+  for _, s in ipairs(segs) do
+    local sa, sb, lab = string.match(s, '^(%-?%d+):(%-?%d+):(.*)$')
+    sa = tonumber(sa); sb = tonumber(sb)
+    if sa < we then
+      local c = math.min(sb, we) - math.max(sa, ws)
+      if c > 0 then
+        cover[lab] = (cover[lab] or 0) + c
+        if cover[lab] > best then best = cover[lab]; bestlab = lab end
+      end
+    end
+  end
+  if bestlab == nil or best < purity * wms then return nil end
+  redis.call('HSET', ksc, tostring(ws), 1)
+  redis.call('EXPIRE', ksc, ttl)
+  redis.call('HINCRBY', kacc, version .. ':total', 1)
+  if bestlab == plabel then
+    redis.call('HINCRBY', kacc, version .. ':correct', 1)
+    return 1
+  end
+  return 0
+end
+"""
+
 # One call per batch. KEYS: feat, acc, then per prediction hist, latest, labels, scored.
 # ARGV: hist_maxlen, ttl_s, feat_maxlen, purity, then per prediction PRED_ARGS values:
 #       device, window_start, window_end, label, confidence, probs, model_version,
 #       processed_ms, latency_ms, features_json ('' = none).
 # Returns one code per prediction: -1 duplicate, 1 written, 2 written + scored wrong,
 # 3 written + scored correct.
-_WRITE_PREDICTIONS = """
+_WRITE_PREDICTIONS = (
+    _LUA_SCORE
+    + """
 local names = {'device', 'window_start_ms', 'window_end_ms', 'label', 'confidence', 'probs',
                'model_version', 'processed_ms', 'latency_ms'}
 local hmax, ttl, fmax = ARGV[1], ARGV[2], ARGV[3]
@@ -102,43 +137,24 @@ for i = 0, n - 1 do
                  'f', ARGV[b + 9])
     end
     -- join with ground truth already present
-    local we = tonumber(ARGV[b + 2])
-    local segs = redis.call('ZRANGEBYSCORE', kseg, '(' .. wss, '+inf')
-    local cover = {}
-    local best, bestlab = 0, nil
-    for _, s in ipairs(segs) do
-      local sa, sb, lab = string.match(s, '^(%-?%d+):(%-?%d+):(.*)$')
-      sa = tonumber(sa); sb = tonumber(sb)
-      if sa < we then
-        local c = math.min(sb, we) - math.max(sa, ws)
-        if c > 0 then
-          cover[lab] = (cover[lab] or 0) + c
-          if cover[lab] > best then best = cover[lab]; bestlab = lab end
-        end
-      end
-    end
-    if bestlab ~= nil and best >= purity * (we - ws) then
-      redis.call('HSET', ksc, wss, 1)
-      redis.call('EXPIRE', ksc, ttl)
-      redis.call('HINCRBY', KEYS[2], version .. ':total', 1)
-      code = 2
-      if bestlab == label then
-        redis.call('HINCRBY', KEYS[2], version .. ':correct', 1)
-        code = 3
-      end
-    end
+    local ok = score(kseg, ksc, KEYS[2], ws, tonumber(ARGV[b + 2]) - ws, purity, ttl, label,
+                     version)
+    if ok ~= nil then code = 2 + ok end
   end
   out[#out + 1] = code
 end
 return out
 """
+)
 PRED_ARGS = 10
 
 # KEYS: labels, hist, scored, acc
 # ARGV: start, end, label, ttl_s, purity, window_ms
 # Stores the segment, then scores the device's predictions it completes. Returns a flat list
 # version, correct(0/1), ... of the newly scored predictions.
-_WRITE_LABEL = """
+_WRITE_LABEL = (
+    _LUA_SCORE
+    + """
 local a = tonumber(ARGV[1])
 local b = tonumber(ARGV[2])
 local wms = tonumber(ARGV[6])
@@ -155,30 +171,9 @@ for _, e in ipairs(entries) do
       if f[i] == 'label' then plabel = f[i + 1] end
       if f[i] == 'model_version' then version = f[i + 1] end
     end
-    local we = ws + wms
-    local segs = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. tostring(ws), '+inf')
-    local cover = {}
-    local best, bestlab = 0, nil
-    for _, s in ipairs(segs) do
-      local sa, sb, lab = string.match(s, '^(%-?%d+):(%-?%d+):(.*)$')
-      sa = tonumber(sa); sb = tonumber(sb)
-      if sa < we then
-        local c = math.min(sb, we) - math.max(sa, ws)
-        if c > 0 then
-          cover[lab] = (cover[lab] or 0) + c
-          if cover[lab] > best then best = cover[lab]; bestlab = lab end
-        end
-      end
-    end
-    if bestlab ~= nil and best >= tonumber(ARGV[5]) * wms then
-      redis.call('HSET', KEYS[3], tostring(ws), 1)
-      redis.call('EXPIRE', KEYS[3], ARGV[4])
-      redis.call('HINCRBY', KEYS[4], version .. ':total', 1)
-      local ok = 0
-      if bestlab == plabel then
-        redis.call('HINCRBY', KEYS[4], version .. ':correct', 1)
-        ok = 1
-      end
+    local ok = score(KEYS[1], KEYS[3], KEYS[4], ws, wms, tonumber(ARGV[5]), ARGV[4], plabel,
+                     version)
+    if ok ~= nil then
       out[#out + 1] = version
       out[#out + 1] = ok
     end
@@ -186,6 +181,7 @@ for _, e in ipairs(entries) do
 end
 return out
 """
+)
 
 # KEYS: checkpoint hash; ARGV: offset, then device/state pairs. Only ever moves forward.
 _WRITE_CHECKPOINT = """

@@ -132,22 +132,19 @@ def build_app(
         stream_buffer_maxsize=8192,
         consumer_max_fetch_size=FETCH_BYTES_PER_PARTITION,
     )
-    samples = app.topic(
-        k.samples_topic,
-        key_type=bytes,
-        value_type=bytes,
-        key_serializer="raw",
-        value_serializer="raw",
-        partitions=k.partitions,
-    )
-    labels = app.topic(
-        k.labels_topic,
-        key_type=bytes,
-        value_type=bytes,
-        key_serializer="raw",
-        value_serializer="raw",
-        partitions=k.partitions,
-    )
+
+    def raw_keyed_topic(name: str) -> Any:
+        return app.topic(
+            name,
+            key_type=bytes,
+            value_type=bytes,
+            key_serializer="raw",
+            value_serializer="raw",
+            partitions=k.partitions,
+        )
+
+    samples = raw_keyed_topic(k.samples_topic)
+    labels = raw_keyed_topic(k.labels_topic)
     app.topic(k.predictions_topic, partitions=k.partitions, value_serializer="raw")
     app.topic(k.deadletter_topic, partitions=1, value_serializer="raw")
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wearmon-infer")

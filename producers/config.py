@@ -150,6 +150,10 @@ class DriftConfig:
         return self.any and (self.devices is None or device_index < self.devices)
 
 
+#: samples per message for recordings without batches of their own (about a Garmin row)
+DEFAULT_BATCH_SIZE = 25
+
+
 @dataclass(frozen=True)
 class ReplayConfig:
     """What to replay and how. ``speed`` is a factor of real time; ``math.inf`` = max."""
@@ -159,8 +163,9 @@ class ReplayConfig:
     loop: bool = False
     #: stop after this many seconds of replay time (timeline, = wall seconds at speed 1)
     duration_s: float | None = None
-    #: samples per message (1 = per-sample messages)
-    batch_size: int = 25
+    #: samples per message (1 = per-sample messages); None: the recording's own batches
+    #: (a Garmin row) where it has them, else DEFAULT_BATCH_SIZE
+    batch_size: int | None = None
     #: start offset between consecutive virtual devices, seconds of replay time
     stagger_s: float = 1.0
     #: seed of the device ids
@@ -177,7 +182,7 @@ class ReplayConfig:
             raise ConfigError("--speed must be positive")
         if self.devices < 1:
             raise ConfigError("--devices must be at least 1")
-        if self.batch_size < 1:
+        if self.batch_size is not None and self.batch_size < 1:
             raise ConfigError("--batch-size must be at least 1")
         if self.duration_s is not None and not self.duration_s > 0:
             raise ConfigError("--duration must be positive")

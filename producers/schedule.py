@@ -25,10 +25,10 @@ import numpy as np
 
 from producers import drift as drift_mod
 from producers import faults
-from producers.config import ReplayConfig
+from producers.config import DEFAULT_BATCH_SIZE, ReplayConfig
 from producers.devices import device_ids, playlists
 from wearmon.schemas import LabelSegment, SampleBatch
-from wearmon.signals.types import GRID_MS, HOP, LabelSpan, Recording
+from wearmon.signals.types import GRID_MS, HOP, LabelSpan, Recording, SensorSeries
 
 #: live anchors are multiples of one window hop (2 s), so windows of a replay line up
 ANCHOR_MS = HOP * GRID_MS
@@ -109,6 +109,22 @@ def timeline_end_ms(recordings: Sequence[Recording], cfg: ReplayConfig) -> int |
             pos = _advance(pos, rec)
         end = max(end, pos - GRID_MS)
     return end if limit is None else min(end, limit)
+
+
+def batch_bounds(
+    series: SensorSeries, n: int, batch_size: int | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """(starts, ends) of the messages of ``n`` samples of ``series``.
+
+    ``batch_size`` None: the recording's own batches (a Garmin row) when the series has them
+    and still has its ``n`` samples (a rate drift resamples them), else DEFAULT_BATCH_SIZE.
+    """
+    if batch_size is None and series.batch is not None and series.batch.shape[0] == n:
+        starts = np.flatnonzero(np.concatenate(([True], np.diff(series.batch) != 0)))
+        return starts, np.append(starts[1:], n)
+    size = batch_size or DEFAULT_BATCH_SIZE
+    starts = np.arange(0, n, size)
+    return starts, np.minimum(starts + size, n)
 
 
 def _sensor_plan(
@@ -196,9 +212,7 @@ def plan_device(
                         if limit is not None:
                             mask = mask & (pos + (t - t0) < limit)
                         counts["drift_samples"] += int(mask.sum())
-                n = t.shape[0]
-                starts = np.arange(0, n, cfg.batch_size)
-                ends = np.minimum(starts + cfg.batch_size, n)
+                starts, ends = batch_bounds(series, t.shape[0], cfg.batch_size)
                 due = pos + (t[ends - 1] - t0)
                 nb = starts.shape[0]
                 seqs = seq[sensor] + np.arange(nb)

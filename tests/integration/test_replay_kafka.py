@@ -19,6 +19,7 @@ from confluent_kafka import Consumer
 
 from producers import DriftConfig, FaultConfig, ReplayConfig, replay
 from producers.metrics import ReplayMetrics
+from producers.schedule import batch_bounds
 from wearmon.errors import ConfigError
 from wearmon.schemas import decode_labels, decode_samples
 from wearmon.settings import Settings
@@ -94,7 +95,8 @@ def test_cli_replay_exactly_once_in_order_exact_values(
     assert "samples_per_s" in res.stdout
 
     rec = read_garmin_pair(garmin[0], garmin[1])
-    n_msgs = 2 * sum(math.ceil(len(s) / 25) for s in (rec.accel, rec.gyro))
+    rows = {s.sensor: batch_bounds(s, len(s), None) for s in (rec.accel, rec.gyro)}
+    n_msgs = 2 * sum(len(starts) for starts, _ in rows.values())  # one per Garmin row
     got = defaultdict(list)
     for key, raw in _consume(settings, settings.kafka.samples_topic, expect=n_msgs):
         msg = decode_samples(raw)
@@ -104,7 +106,8 @@ def test_cli_replay_exactly_once_in_order_exact_values(
     for (_, sensor), msgs in got.items():
         series = rec.accel if sensor == "accel" else rec.gyro
         assert [m.seq for m in msgs] == list(range(len(msgs)))  # in order, none twice
-        assert all(len(m.t_ms) == 25 for m in msgs[:-1])
+        starts, ends = rows[sensor]
+        assert [len(m.t_ms) for m in msgs] == (ends - starts).tolist()  # as recorded
         np.testing.assert_array_equal(np.concatenate([m.t_ms for m in msgs]), series.t_ms)
         xyz = np.stack([np.concatenate([getattr(m, a) for m in msgs]) for a in "xyz"], axis=1)
         np.testing.assert_array_equal(xyz, series.xyz)  # bit-exact floats
@@ -147,7 +150,7 @@ def test_api_replay_injections_visible_and_metrics_served(
     assert stats.ok and stats.injected["duplicated_batches"] > 0
     assert (
         stats.messages
-        == sum(math.ceil(len(s) / 25) for s in (rec.accel, rec.gyro))
+        == sum(len(batch_bounds(s, len(s), None)[0]) for s in (rec.accel, rec.gyro))
         + stats.injected["duplicated_batches"]
     )
     assert f'wearmon_replay_messages_total{{kind="samples"}} {float(stats.messages)}' in body

@@ -59,7 +59,13 @@ def register(app: typer.Typer) -> None:
             None, "--duration", help="Stop after S seconds of replay time."
         ),
         per_sample: bool = typer.Option(False, "--per-sample", help="One sample per message."),
-        batch_size: int = typer.Option(25, "--batch-size", min=1, help="Samples per message."),
+        batch_size: int = typer.Option(
+            None,
+            "--batch-size",
+            min=1,
+            help="Samples per message (default: the recording's own batches, e.g. Garmin "
+            "rows, else 25).",
+        ),
         stagger: float = typer.Option(1.0, "--stagger", help="Seconds between device starts."),
         seed: int = typer.Option(0, "--seed", help="Seed of the pseudonymous device ids."),
         timestamps: str = typer.Option(

@@ -82,12 +82,15 @@ def make_series(
     rows: np.ndarray | None = None,
     columns: Sequence[str] = ("x", "y", "z"),
     units_in: dict[str, str] | None = None,
+    rows_are_batches: bool = False,
 ) -> SensorSeries:
     """Validate, repair and convert raw samples of one sensor into a canonical SensorSeries.
 
     Repairs (counted in ``repairs``, logged): samples with NaN dropped; out-of-order samples
     sorted; duplicate timestamps dropped (the first arrival is kept). ``unit`` None: detected.
-    ``rows`` gives the source row of each sample for error messages.
+    ``rows`` gives the source row of each sample for error messages; with
+    ``rows_are_batches`` (a row holds a batch of samples, as in Garmin exports) they are kept
+    as the series' ``batch``.
     """
     reps = repairs if repairs is not None else {}
     t = np.asarray(t_ms, dtype=np.int64)
@@ -152,7 +155,8 @@ def make_series(
             row=int(rows[k]) if rows is not None else None,
             column=columns[c],
         )
-    return SensorSeries(sensor=sensor, t_ms=t, xyz=out, unit=canon)
+    batch = rows.astype(np.int64) if rows_are_batches and rows is not None else None
+    return SensorSeries(sensor=sensor, t_ms=t, xyz=out, unit=canon, batch=batch)
 
 
 # --------------------------------------------------------------------------- seglearn
@@ -550,6 +554,7 @@ def read_garmin_file(
         units_in=units_in,
         rows=rows,
         columns=[tab.name(c) for c in names],
+        rows_are_batches=True,
     )
 
 

@@ -31,6 +31,9 @@ class SensorSeries:
     t_ms: np.ndarray  # int64, shape (n,)
     xyz: np.ndarray  # float64, shape (n, 3)
     unit: str  # canonical: "m/s2" for accel, "deg/s" for gyro
+    #: int64 (n,): the source batch of each sample (a Garmin row holds ~25 samples), for
+    #: formats that deliver samples in batches; None otherwise
+    batch: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.t_ms.shape[0])

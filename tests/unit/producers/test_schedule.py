@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter, defaultdict
+from pathlib import Path
 
 import numpy as np
 
@@ -127,3 +128,25 @@ def test_counts_are_zero_without_injection() -> None:
     c: Counter[str] = Counter()
     list(plan_replay([make_rec(100)], ReplayConfig(), counts=c))
     assert sum(c.values()) == 0
+
+
+def test_garmin_rows_are_the_messages(tmp_path: Path) -> None:
+    """A Garmin export is replayed as recorded: one message per row of the file."""
+    from python_calamine import CalamineWorkbook
+
+    from wearmon.signals.readers import read_garmin_pair
+    from wearmon.signals.recording_gen import make_recording
+
+    acc, gyr, _ = make_recording(tmp_path, subject=3, seed=2, max_exercises=1)
+    rec = read_garmin_pair(acc, gyr)
+    streams = _by_stream(plan_replay([rec], ReplayConfig(speed=math.inf, timestamps="original")))
+    for (_, sensor), batches in streams.items():
+        path = acc if sensor == "accel" else gyr
+        header, *rows = CalamineWorkbook.from_path(str(path)).get_sheet_by_index(0).to_python()
+        offsets = header.index("sample_time_offset")
+        per_row = [len(str(r[offsets]).strip("[]").split(",")) for r in rows]
+        assert [len(b.message().t_ms) for b in batches] == per_row
+    # --batch-size overrides the recorded batches
+    fixed = _by_stream(plan_replay([rec], ReplayConfig(speed=math.inf, batch_size=10)))
+    sizes = {len(b.message().t_ms) for bs in fixed.values() for b in bs[:-1]}
+    assert sizes == {10}

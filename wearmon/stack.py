@@ -142,6 +142,18 @@ def kafka_version(libs: Path) -> str:
     return "unknown"
 
 
+def new_cluster_id() -> str:
+    """A random KRaft cluster id: 16 bytes, URL-safe base64 without padding.
+
+    Like Kafka's own ``Uuid.randomUuid`` it never starts with '-': the storage tool's
+    argument parser would read such an id as an option (about 1 start in 64 failed so).
+    """
+    while True:
+        cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cid.startswith("-"):
+            return cid
+
+
 # --------------------------------------------------------------------------- readiness
 
 
@@ -296,7 +308,7 @@ class LocalStack:
         )
         classpath = f"{libs}/*"
         if not (data / "meta.properties").is_file():
-            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+            cluster_id = new_cluster_id()
             fmt = subprocess.run(
                 [java, "-cp", classpath, "kafka.tools.StorageTool", "format",
                  "-t", cluster_id, "-c", str(props)],

@@ -10,7 +10,14 @@ import pytest
 
 from wearmon.errors import PrerequisiteError, StackError
 from wearmon.settings import Settings
-from wearmon.stack import LocalStack, fetch_kafka, kafka_libs_dir, pid_alive, require
+from wearmon.stack import (
+    LocalStack,
+    fetch_kafka,
+    kafka_libs_dir,
+    new_cluster_id,
+    pid_alive,
+    require,
+)
 
 
 def test_missing_prerequisite_names_the_install_command(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -92,3 +99,15 @@ def test_down_leaves_a_reused_pid_alone(tmp_path: Path) -> None:
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_cluster_ids_never_look_like_an_option(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An id starting with '-' made `kafka-storage format -t ID` fail (1 start in 64)."""
+    import uuid as uuid_mod
+
+    dash = uuid_mod.UUID(bytes=b"\xfb" + bytes(15))  # base64 of 0xfb... starts with '-'
+    fresh = iter([dash, uuid_mod.UUID(int=1)])
+    monkeypatch.setattr("wearmon.stack.uuid.uuid4", lambda: next(fresh))
+    cid = new_cluster_id()
+    assert not cid.startswith("-")
+    assert len(cid) == 22

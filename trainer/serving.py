@@ -3,7 +3,10 @@
 :class:`ServingModel` wraps one registered model version: it standardises raw windows with
 the version's scaler (the shared :func:`~wearmon.signals.normalize.standardize`) and runs
 one compiled call per batch: a ``tf.function`` with a fixed input signature, batches padded
-up to a few bucket sizes, never ``model.predict`` per window.
+up to a few bucket sizes, never ``model.predict`` per window. By default the call is
+XLA-compiled (``jit_compile``; one compilation per bucket, done by :meth:`warmup`): for the
+thesis model on this machine it costs 0.65-0.75 ms of CPU per window on one thread instead
+of 1.0-1.8 ms (docs/stream.md).
 
     model = load_alias(settings)            # the champion
     probs = model.predict_proba(x)          # x: float32 (n, 200, 6), canonical units
@@ -47,6 +50,7 @@ class ServingModel:
         channels: Sequence[str] = CHANNELS,
         metadata: dict[str, Any] | None = None,
         buckets: Sequence[int] = BUCKETS,
+        jit_compile: bool = True,
     ) -> None:
         from trainer.inspect import validate_model
 
@@ -64,6 +68,7 @@ class ServingModel:
         self.channels = tuple(channels)
         self.metadata = dict(metadata or {})
         self.buckets = tuple(sorted(int(b) for b in buckets))
+        self.jit_compile = bool(jit_compile)
         self._fn: Any = None
         self._lock = threading.Lock()
 
@@ -82,6 +87,7 @@ class ServingModel:
                     tf.TensorSpec(shape=(None, self.window, len(CHANNELS)), dtype=tf.float32)
                 ],
                 reduce_retracing=True,
+                jit_compile=self.jit_compile,
             )
             def _call(x: Any) -> Any:
                 return model(x, training=False)
@@ -127,17 +133,20 @@ class ServingModel:
         idx = p.argmax(axis=1)
         return [self.classes[i] for i in idx], p[np.arange(len(idx)), idx]
 
-    def warmup(self) -> None:
-        """Trace the compiled call once (and touch each bucket) so the first batch is fast."""
+    def warmup(self, max_batch: int | None = None) -> None:
+        """Trace (with XLA: compile) the call for each bucket a batch of up to ``max_batch``
+        windows (default: any) can use, so that no batch waits for a compilation."""
         zeros = np.broadcast_to(self.scaler.mean, (1, self.window, len(CHANNELS)))
+        top = self._bucket(max_batch) if max_batch else self.buckets[-1]
         for b in self.buckets:
-            self.predict_proba(np.repeat(zeros, b, axis=0))
+            if b <= top:
+                self.predict_proba(np.repeat(zeros, b, axis=0))
 
     def __repr__(self) -> str:
         return f"ServingModel(version={self.version!r}, classes={len(self.classes)})"
 
 
-def from_dir(directory: Path, version: str) -> ServingModel:
+def from_dir(directory: Path, version: str, *, jit_compile: bool = True) -> ServingModel:
     """A ServingModel from a version's files (model.keras + metadata.json)."""
     import json
 
@@ -158,6 +167,7 @@ def from_dir(directory: Path, version: str) -> ServingModel:
         window=int(meta.get("window", WINDOW)),
         channels=tuple(meta.get("channels", CHANNELS)),
         metadata=meta,
+        jit_compile=jit_compile,
     )
 
 
@@ -165,7 +175,9 @@ def load_version(settings: Settings, version: str) -> ServingModel:
     """Load and validate one registered version of ``settings.model_name``."""
     from trainer.registry import version_dir
 
-    return from_dir(version_dir(settings, str(version)), str(version))
+    return from_dir(
+        version_dir(settings, str(version)), str(version), jit_compile=settings.stream.jit_compile
+    )
 
 
 def load_alias(settings: Settings, alias: str = "champion") -> ServingModel:

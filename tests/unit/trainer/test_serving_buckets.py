@@ -26,3 +26,26 @@ def test_padding_to_buckets_changes_no_prediction(tiny_config: ModelConfig) -> N
     alone = np.concatenate([served.predict_proba(x[i : i + 1]) for i in range(len(x))])
     np.testing.assert_allclose(one_call, alone, atol=1e-5)
     assert served.predict_proba(x[:40]).shape == (40, 5)
+
+
+def test_xla_compiled_call_equals_the_plain_graph(tiny_config: ModelConfig) -> None:
+    """The default XLA-compiled serving call gives the probabilities of the plain
+    tf.function (``stream.jit_compile=false``) and of a direct Keras call."""
+    import keras
+
+    from wearmon.signals.normalize import standardize
+
+    keras.utils.set_random_seed(1)
+    rng = np.random.default_rng(1)
+    x = rng.normal(0, 3, size=(20, 200, 6)).astype(np.float32)
+    scaler = Scaler.fit(x)
+    model = build_model(tiny_config, 5)
+    kw = {"version": "t", "classes": list("abcde"), "scaler": scaler, "buckets": (8, 32)}
+    xla = ServingModel(model, **kw)
+    plain = ServingModel(model, jit_compile=False, **kw)
+    assert xla.jit_compile and not plain.jit_compile
+    xla.warmup(max_batch=8)  # compiles bucket 8 only; 32 compiles on first use
+    direct = np.asarray(model(standardize(x, scaler), training=False))
+    np.testing.assert_allclose(xla.predict_proba(x), direct, atol=1e-5)
+    np.testing.assert_allclose(plain.predict_proba(x), direct, atol=1e-5)
+    np.testing.assert_allclose(xla.predict_proba(x[:3]), direct[:3], atol=1e-5)

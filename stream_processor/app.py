@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -35,6 +36,12 @@ log = logging.getLogger(__name__)
 #: noack agent over a backlog, 2,600 msgs/s with 1 MiB, 9,200 with 8 MiB, CPU-bound from
 #: there; aiokafka alone reads 76,000/s). Memory: at most this much per assigned partition.
 FETCH_BYTES_PER_PARTITION = 8 * 1024 * 1024
+
+#: The event loop shares the GIL with the inference and writer threads. With Python's
+#: default switch interval (5 ms) a busy thread keeps the GIL that long whenever the loop
+#: wakes up for I/O. Measured at 1,000 devices with two workers: message-to-cut-window p99
+#: 2.0 s with 5 ms, 0.2 s with 0.5 ms (docs/stream.md).
+GIL_SWITCH_S = 0.0005
 
 
 class _App(faust.App):
@@ -147,6 +154,10 @@ def build_app(
     labels = raw_keyed_topic(k.labels_topic)
     app.topic(k.predictions_topic, partitions=k.partitions, value_serializer="raw")
     app.topic(k.deadletter_topic, partitions=1, value_serializer="raw")
+    # inference and the writes of a batch run in one thread, one batch after the other.
+    # Measured: a second thread for the writes (overlapping the next inference) made it
+    # worse: its Python work (Redis commands, JSON) competes for the GIL with the event
+    # loop and the Kafka consumer thread (1,000 devices: message-to-window p50 0.1 -> 1 s).
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wearmon-infer")
     wake = asyncio.Event()
     window_ms = settings.signal.window * GRID_MS
@@ -169,29 +180,47 @@ def build_app(
 
     consumer_ack = _acker(app)
 
-    async def on_sample(message: Any) -> None:
-        """One message of the samples topic, straight from Faust's fetch loop."""
-        await app.flow_control.acquire()  # closed while a rebalance is under way
-        if message.generation_id != app.consumer_generation_id:
-            return  # fetched before a rebalance: its partition's owner reads it again
+    def take(message: Any) -> None:
+        """Process one sample message of the current generation (flow open, partition
+        loaded): track it as pending, hand it to the processor, ack what may be acked."""
         if not message.tracked:  # pending ack: a rebalance waits for it (stream_wait_empty)
             message.tracked = True
             app.consumer.track_message(message)
-        partition = message.partition
         if proc.rebalancing:
             wake.set()
-        if not proc.is_loaded(partition):
-            await _ensure_loaded(partition)
         idle = len(proc.batcher) == 0
         try:
-            if proc.handle(partition, message.offset, message.key, message.value, message):
+            if proc.handle(message.partition, message.offset, message.key, message.value, message):
                 consumer_ack(message)
         except Exception:  # a bug, not a bad message: log, keep consuming
-            log.exception("failed to process %s[%d]@%d", k.samples_topic, partition, message.offset)
+            log.exception(
+                "failed to process %s[%d]@%d", k.samples_topic, message.partition, message.offset
+            )
         if (idle and len(proc.batcher)) or proc.batcher.full:
             wake.set()  # the batch loop recomputes its deadline
 
+    def take_now(message: Any) -> bool:
+        """The fast path, without awaiting: False when the message needs :func:`on_sample`
+        (flow suspended for a rebalance, or its partition's checkpoint not loaded yet)."""
+        if not app.flow_control.is_active() or app.consumer.suspend_flow.is_set():
+            return False
+        if message.generation_id != app.consumer_generation_id:
+            return True  # fetched before a rebalance: its partition's owner reads it again
+        if not proc.is_loaded(message.partition):
+            return False
+        take(message)
+        return True
+
+    async def on_sample(message: Any) -> None:
+        """The slow path, through Faust's per-message callback."""
+        await app.flow_control.acquire()  # closed while a rebalance is under way
+        if message.generation_id != app.consumer_generation_id:
+            return
+        await _ensure_loaded(message.partition)
+        take(message)
+
     _deliver_directly(app, samples, on_sample)
+    _take_in_fetch(app, samples.get_topic_name(), take_now)
 
     @app.agent(labels, name="wearmon-labels")
     async def consume_labels(stream: Any) -> None:
@@ -224,13 +253,8 @@ def build_app(
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(wake.wait(), timeout=max(0.001, delay))
                 continue
-            result = None
-            while result is None:
-                try:
-                    result = await loop.run_in_executor(executor, proc.execute, job)
-                except Exception as exc:  # Redis/Kafka outage: retry, writes are idempotent
-                    log.error("batch write failed, retrying in 1 s: %s", exc)
-                    await asyncio.sleep(1.0)
+            # a Redis/Kafka outage: retry, the writes are idempotent
+            result = await _retrying(loop, executor, proc.execute, job, what="write")
             for token in proc.complete(job, result):
                 consumer_ack(token)
 
@@ -268,6 +292,18 @@ def build_app(
     return Worker(app=app, processor=proc, models=models, metrics=metrics, sink=sink)
 
 
+async def _retrying(
+    loop: asyncio.AbstractEventLoop, pool: ThreadPoolExecutor, fn: Any, *args: Any, what: str
+) -> Any:
+    """``fn(*args)`` in ``pool``, retried every second until it succeeds."""
+    while True:
+        try:
+            return await loop.run_in_executor(pool, fn, *args)
+        except Exception as exc:
+            log.error("batch %s failed, retrying in 1 s: %s", what, exc)
+            await asyncio.sleep(1.0)
+
+
 def _acker(app: faust.App) -> Any:
     def ack(message: Any) -> None:
         message.ack(app.consumer)  # the offset may be committed once all before it are
@@ -291,6 +327,50 @@ def _deliver_directly(app: faust.App, topic: Any, handler: Any) -> None:
 
     conductor._build_handler = build_handler
     conductor.add(topic)
+
+
+def _take_in_fetch(app: faust.App, topic: str, take_now: Any) -> None:
+    """Handle messages of ``topic`` inside the consumer's ``getmany`` when ``take_now`` can
+    (no await needed); only the others reach Faust's fetch loop.
+
+    Faust's loop awaits each message through ``Service.wait_first`` (four tasks and an
+    ``asyncio.wait`` per message) and a lock: at 4,000 sample messages/s that was a quarter
+    of the event loop's CPU (py-spy, docs/stream.md). What the loop does per message is
+    kept for the messages taken here: messages below the read offset are skipped, the read
+    offset advances, offset gaps are recorded as Faust records them (acks are enabled for
+    the topic), the consumer commits every ``broker_commit_every`` acks, and the loop yields
+    to other tasks every 100 messages. Relies on faust-streaming 0.15 internals
+    (``Consumer.getmany``, ``_read_offset``, ``_add_gap``, ``_n_acked``); pinned."""
+    consumer: Any = app.consumer
+    fetch = consumer.getmany
+    read_offset = consumer._read_offset
+    acks_enabled_for = app.topics.acks_enabled_for
+
+    async def getmany(timeout: float) -> Any:
+        n = 0
+        async for tp, message in fetch(timeout=timeout):
+            if tp.topic != topic:
+                yield tp, message
+                continue
+            offset = message.offset
+            last = read_offset[tp]
+            if last is not None and offset < last:
+                continue  # read again after a seek; Faust's loop drops these as well
+            if not take_now(message):
+                yield tp, message
+                continue
+            if last and offset - last > 1 and acks_enabled_for(topic):
+                await consumer._add_gap(tp, last + 1, offset)
+            read_offset[tp] = offset
+            commit_every = consumer._commit_every
+            if commit_every is not None and consumer._n_acked >= commit_every:
+                consumer._n_acked = 0
+                await consumer.commit()
+            n += 1
+            if n % 100 == 0:
+                await asyncio.sleep(0)
+
+    consumer.getmany = getmany
 
 
 def update_lag(consumer: Any, proc: Processor, metrics: StreamMetrics, topic: str) -> None:
@@ -361,6 +441,7 @@ def run_worker(settings: Settings, *, loglevel: str = "info") -> None:
     # other core stays with the event loop. The TF_NUM_* variables override it.
     os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "1")
     os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
+    sys.setswitchinterval(GIL_SWITCH_S)
     if settings.kafka.create_topics:
         ensure_topics(settings)
     w = build_app(settings)

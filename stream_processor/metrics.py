@@ -4,7 +4,25 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
+LATENCY_BUCKETS = (
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.2,
+    0.3,
+    0.4,
+    0.5,
+    0.6,
+    0.75,
+    0.9,
+    1.0,
+    1.5,
+    2.0,
+    3.0,
+    5.0,
+    10.0,
+)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 
 
@@ -36,6 +54,19 @@ class StreamMetrics:
         self.e2e_seconds = Histogram(
             p + "e2e_latency_seconds",
             "From sent_ms of the message completing a window to its Redis write",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        # the parts of the end-to-end latency: message to cut window, cut to batch start
+        self.ingest_seconds = Histogram(
+            p + "ingest_delay_seconds",
+            "From sent_ms of the message completing a window to the window being cut",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.queue_seconds = Histogram(
+            p + "batch_queue_seconds",
+            "From a window being cut to the start of its inference batch",
             buckets=LATENCY_BUCKETS,
             registry=r,
         )

@@ -44,16 +44,29 @@ WARM_S = 12.0
 #: spawn, not fork: the parent has TensorFlow loaded (model import)
 _MP = mp.get_context("spawn")
 MEASURE_S = 20.0
+#: latency histograms of the worker: end to end, and its parts before inference starts
+LATENCIES = {
+    "e2e": "wearmon_stream_e2e_latency_seconds",
+    "ingest": "wearmon_stream_ingest_delay_seconds",
+    "queue": "wearmon_stream_batch_queue_seconds",
+}
 
 
 # ---------------------------------------------------------------------------- generator
 
 
 def _generate(
-    bootstrap: str, topic: str, n_devices: int, per_sample: bool, prefix: str, stop: Any
+    bootstrap: str,
+    topic: str,
+    n_devices: int,
+    per_sample: bool,
+    prefix: str,
+    stop: Any,
+    message_ms: int = 500,
 ) -> None:
-    """Real-time 50 Hz devices: every 0.5 s one accel + one gyro batch of 25 samples
-    (or 25 single-sample messages each when ``per_sample``). Devices are staggered."""
+    """Real-time 50 Hz devices: every ``message_ms`` one accel + one gyro batch of
+    ``message_ms / 20`` samples (or that many single-sample messages each when
+    ``per_sample``). Devices are staggered."""
     from confluent_kafka import Producer
 
     from wearmon.schemas import SampleBatch, encode
@@ -66,59 +79,81 @@ def _generate(
             "queue.buffering.max.messages": 2_000_000,
         }
     )
+    per = message_ms // 20  # samples per message at 50 Hz
     rng = np.random.default_rng(0)
-    base = rng.normal(0, 1, size=(1000, 6))
+    base = rng.normal(0, 1, size=(1000 + per, 6))
     base[:, 2] += 9.81
     base[:, 3:] *= 30
     devices = [f"{prefix}-{i}" for i in range(n_devices)]
     keys = [d.encode() for d in devices]
-    start = (int(time.time() * 1000) // 500) * 500
-    next_t = [start - 500 + (i % 5) * 100 for i in range(n_devices)]
-    tick = 0
+    start = (int(time.time() * 1000) // message_ms) * message_ms
+    stagger = max(1, message_ms // 100)
+    next_t = [start - message_ms + (i % stagger) * 100 for i in range(n_devices)]
     while not stop.is_set():
         now = int(time.time() * 1000)
         for i in range(n_devices):
-            if next_t[i] + 500 > now:
+            if next_t[i] + message_ms > now:
                 continue
             t0 = next_t[i]
-            ts = list(range(t0, t0 + 500, 20))
-            j = (t0 // 20) % 975
-            blk = base[j : j + 25]
+            ts = list(range(t0, t0 + message_ms, 20))
+            j = (t0 // 20) % 1000
+            blk = base[j : j + per]
             for sensor, cols, unit in (("accel", (0, 1, 2), "m/s2"), ("gyro", (3, 4, 5), "deg/s")):
                 xs, ys, zs = (blk[:, c].tolist() for c in cols)
                 sent = int(time.time() * 1000)
-                if per_sample:
-                    for k in range(25):
-                        msg = SampleBatch(
-                            device=devices[i],
-                            sensor=sensor,
-                            t_ms=[ts[k]],  # type: ignore[arg-type]
-                            x=[xs[k]],
-                            y=[ys[k]],
-                            z=[zs[k]],
-                            unit=unit,
-                            sent_ms=sent,
-                        )
-                        p.produce(topic, key=keys[i], value=encode(msg))
-                else:
+                parts = [slice(k, k + 1) for k in range(per)] if per_sample else [slice(0, per)]
+                for sl in parts:
                     msg = SampleBatch(
                         device=devices[i],
                         sensor=sensor,
-                        t_ms=ts,
-                        x=xs,
-                        y=ys,  # type: ignore[arg-type]
-                        z=zs,
+                        t_ms=ts[sl],  # type: ignore[arg-type]
+                        x=xs[sl],
+                        y=ys[sl],
+                        z=zs[sl],
                         unit=unit,
                         sent_ms=sent,
                     )
                     p.produce(topic, key=keys[i], value=encode(msg))
-            next_t[i] = t0 + 500
+            next_t[i] = t0 + message_ms
             if i % 200 == 0:
                 p.poll(0)
         p.poll(0)
-        tick += 1
         time.sleep(0.02)
     p.flush(10)
+
+
+def _kafka_probe(bootstrap: str, topic: str, seconds: float, out: Any) -> None:
+    """A separate consumer of ``topic`` for ``seconds``: receive time - ``sent_ms`` of each
+    message, i.e. the delay Kafka (producer batching, broker, fetch) adds before any worker
+    sees a message. Puts [p50, p99, max] in seconds on ``out``."""
+    import msgspec
+    from confluent_kafka import Consumer
+
+    class _Sent(msgspec.Struct):
+        sent_ms: int = 0
+
+    dec = msgspec.json.Decoder(_Sent)
+    c = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"bench-probe-{os.getpid()}",
+            "auto.offset.reset": "latest",
+            "enable.auto.commit": False,
+            "fetch.wait.max.ms": 10,
+        }
+    )
+    c.subscribe([topic])
+    delays: list[float] = []
+    start = time.time()
+    while time.time() - start < seconds:
+        for m in c.consume(1000, 0.1):
+            if m.error() is None:
+                sent = dec.decode(m.value()).sent_ms
+                if sent:
+                    delays.append(time.time() - sent / 1000.0)
+    c.close()
+    d = np.asarray(delays[len(delays) // 10 :] or [float("nan")])  # skip the catch-up
+    out.put([round(float(v), 3) for v in (np.median(d), np.quantile(d, 0.99), d.max())])
 
 
 # ---------------------------------------------------------------------------- naive baseline
@@ -183,7 +218,7 @@ def _scrape(ports: list[int]) -> dict[str, float]:
             text += resp.read().decode()
     vals: dict[str, float] = {}
     for line in text.splitlines():
-        if line.startswith("wearmon_stream_e2e_latency_seconds_bucket") or line.startswith(
+        if line.startswith(tuple(m + "_bucket" for m in LATENCIES.values())) or line.startswith(
             (
                 "wearmon_stream_predictions_total",
                 "wearmon_stream_e2e_latency_seconds_count",
@@ -202,30 +237,18 @@ def _scrape(ports: list[int]) -> dict[str, float]:
     return vals
 
 
-def _quantile_le(a: dict[str, float], b: dict[str, float], q: float) -> float:
-    """Upper bound of the latency bucket holding quantile ``q`` over the interval."""
+def _quantile_le(a: dict[str, float], b: dict[str, float], q: float, metric: str = "e2e") -> float:
+    """Upper bound of the bucket of latency histogram ``metric`` (a key of LATENCIES)
+    holding quantile ``q`` over the interval."""
+    prefix = LATENCIES[metric] + "_bucket"
     buckets = []
     for name, v in b.items():
-        if name.startswith("wearmon_stream_e2e_latency_seconds_bucket"):
+        if name.startswith(prefix):
             le = name.split('le="')[1].split('"')[0]
             buckets.append((float("inf") if le == "+Inf" else float(le), v - a.get(name, 0.0)))
     buckets.sort()
     total = buckets[-1][1] if buckets else 0
     return next((le for le, cum in buckets if total and cum >= q * total), float("inf"))
-
-
-def _p99_from_buckets(a: dict[str, float], b: dict[str, float]) -> tuple[float, int]:
-    buckets = []
-    for name, v in b.items():
-        if name.startswith("wearmon_stream_e2e_latency_seconds_bucket"):
-            le = name.split('le="')[1].split('"')[0]
-            buckets.append((float("inf") if le == "+Inf" else float(le), v - a.get(name, 0.0)))
-    buckets.sort()
-    total = buckets[-1][1] if buckets else 0
-    for le, cum in buckets:
-        if total and cum >= 0.99 * total:
-            return le, int(total)
-    return float("inf"), int(total)
 
 
 def _cpu_s(pid: int) -> float:
@@ -292,6 +315,8 @@ def bench_pipeline(
     profile: Path | None = None,
     services: dict[str, int] | None = None,
     n_workers: int = 1,
+    message_ms: int = 500,
+    kafka_probe: bool = False,
 ) -> list[dict[str, Any]]:
     import redis
 
@@ -331,6 +356,7 @@ def bench_pipeline(
                     False,
                     f"p{n}",
                     stop,
+                    message_ms,
                 ),
             )
             g.start()
@@ -340,6 +366,19 @@ def bench_pipeline(
                 prof = _start_profiler(worker.pid, profile / f"worker-{n}.txt", MEASURE_S)
             pids = {"generator": g.pid or 0, **(services or {})}
             pids.update({f"worker{i}": w.pid for i, w in enumerate(workers)})
+            probe_q: Any = _MP.Queue()
+            probe = None
+            if kafka_probe:  # off by default: its consumer adds load to the two cores
+                probe = _MP.Process(
+                    target=_kafka_probe,
+                    args=(
+                        settings.kafka.bootstrap_servers,
+                        settings.kafka.samples_topic,
+                        MEASURE_S,
+                        probe_q,
+                    ),
+                )
+                probe.start()
             a = _scrape(ports)
             cpu_a = {k: _cpu_s(pid) for k, pid in pids.items()}
             thr_a = _threads_cpu_s([w.pid for w in workers])
@@ -356,7 +395,11 @@ def bench_pipeline(
             g.join(20)
             if prof is not None:
                 prof.wait(60)
-            p99, _count = _p99_from_buckets(a, b)
+            p99 = _quantile_le(a, b, 0.99)
+            kafka_delay = None
+            if probe is not None:
+                kafka_delay = probe_q.get(timeout=60)
+                probe.join(10)
             preds = b.get("predictions", 0) - a.get("predictions", 0)
             msgs = b.get("messages", 0) - a.get("messages", 0)
 
@@ -371,6 +414,11 @@ def bench_pipeline(
                 "p99_s_le": p99,
                 "p50_s_le": _quantile_le(a, b, 0.5),
                 "p90_s_le": _quantile_le(a, b, 0.9),
+                # where the latency goes: message to cut window, cut window to batch start
+                "ingest_p50_p99_s_le": [_quantile_le(a, b, q, "ingest") for q in (0.5, 0.99)],
+                "queue_p50_p99_s_le": [_quantile_le(a, b, q, "queue") for q in (0.5, 0.99)],
+                # Kafka alone (a separate consumer): p50, p99, max seconds from sent_ms
+                "kafka_delay_s": kafka_delay,
                 "predictions": int(preds),
                 "expected": int(expected),
                 "ok": ok,
@@ -382,6 +430,9 @@ def bench_pipeline(
                 "worker_tf_cores": round((thr_b["tf"] - thr_a["tf"]) / elapsed, 3),
                 # the event loop thread(s): consuming, windowing, batch cycle
                 "worker_main_cores": round((thr_b["main"] - thr_a["main"]) / elapsed, 3),
+                # the other Python threads: the inference thread (an XLA-compiled call runs
+                # here, not in TensorFlow's pools), the Redis writes, Kafka client threads
+                "worker_other_cores": round((thr_b["python"] - thr_a["python"]) / elapsed, 3),
                 "mean_batch": round(d("wearmon_stream_batch_size_sum") / nb, 1) if nb else 0,
                 "inference_ms_per_window": round(
                     d("wearmon_stream_inference_seconds_sum") * 1000 / max(1.0, preds), 2
@@ -482,6 +533,18 @@ def main() -> None:
         "--workers", type=int, default=1, help="Worker processes in one consumer group."
     )
     ap.add_argument(
+        "--message-ms",
+        type=int,
+        default=500,
+        help="Each device sends one accel and one gyro message per this many ms (500: 25 "
+        "samples each; 1000: 50, like a watch app's one-second sensor callback).",
+    )
+    ap.add_argument(
+        "--kafka-probe",
+        action="store_true",
+        help="Also measure Kafka's own delay with a separate consumer (adds load).",
+    )
+    ap.add_argument(
         "--profile",
         default=None,
         help="Folder: py-spy samples the worker during each measuring interval (raw stacks).",
@@ -524,7 +587,17 @@ def main() -> None:
         if profile is not None:
             profile.mkdir(parents=True, exist_ok=True)
         services = {st.name: st.pid for st in stack.status() if st.pid and st.name != "prometheus"}
-        pipe = bench_pipeline(settings, env, steps, work, profile, services, args.workers)
+        pipe = bench_pipeline(
+            settings,
+            env,
+            steps,
+            work,
+            profile,
+            services,
+            args.workers,
+            message_ms=args.message_ms,
+            kafka_probe=args.kafka_probe,
+        )
         naive = bench_naive(settings, naive_steps)
     finally:
         stack.down()
@@ -535,6 +608,7 @@ def main() -> None:
         "cpus": os.cpu_count(),
         "loadavg_end": [round(v, 2) for v in os.getloadavg()],
         "workers": args.workers,
+        "message_ms": args.message_ms,
         "pipeline": pipe,
         "naive": naive,
         "pipeline_devices": best,

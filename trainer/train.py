@@ -300,6 +300,9 @@ def train(
             if registry.alias_version(settings, registry.CHAMPION) is None:
                 registry.set_alias(settings, registry.CHAMPION, version)
                 log.info("no champion yet: version %s is the champion", version)
+            else:  # awaiting the promotion gate (`wearmon model promote`, the drift loop)
+                registry.set_alias(settings, registry.CHALLENGER, version)
+                log.info("version %s is the challenger", version)
         seconds = time.perf_counter() - t0
         saved_reports = None
         if metrics:

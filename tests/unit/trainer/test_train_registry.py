@@ -70,6 +70,7 @@ def test_fine_tune_from_version_with_frozen_conv(
     # fine-tuning keeps the source model's normalisation
     assert meta["scaler"] == registry.read_metadata(settings, "1")["scaler"]
     assert champion_version(settings) == "1"  # registering never moves the champion
+    assert champion_version(settings, "challenger") == "2"  # it awaits the gate
 
 
 @pytest.mark.slow

@@ -28,6 +28,9 @@ def main() -> None:
     ap.add_argument("--mirror-tta", action="store_true")
     ap.add_argument("--ensemble", type=int, default=1)
     ap.add_argument("--label-smoothing", type=float, default=0.0)
+    ap.add_argument("--time-warp", type=float, default=0.0)
+    ap.add_argument("--filters", default=None, help="conv filters, e.g. 64,128")
+    ap.add_argument("--lstm-units", type=int, default=None)
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--out", type=Path, default=None, help="write the CV summary JSON here")
     ap.add_argument("--data-dir", type=Path, default=None, help="default: a temporary folder")
@@ -45,7 +48,12 @@ def main() -> None:
         mirror_tta=args.mirror_tta,
         ensemble=args.ensemble,
         label_smoothing=args.label_smoothing,
+        time_warp=args.time_warp,
         seed=args.seed,
+        **(
+            {"conv_filters": tuple(int(v) for v in args.filters.split(","))} if args.filters else {}
+        ),
+        **({"lstm_units": args.lstm_units} if args.lstm_units else {}),
     )
     opts = TrainOptions(config=cfg, train_hop=args.train_hop, val_fraction=args.val_fraction)
     only = [int(v) for v in args.only_folds.split(",")] if args.only_folds else None

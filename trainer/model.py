@@ -47,6 +47,9 @@ class ModelConfig:
     augment: bool = True
     rotate_deg: float = 20.0
     scale_range: float = 0.1
+    # speed: each training window is resampled about its centre by a factor in
+    # [1 - time_warp, 1 + time_warp] (the same exercise done faster or slower); 0 = off
+    time_warp: float = 0.0
     seed: int = 42
     # left/right wrist: with probability 0.5 a training window is mirrored (MIRROR_SIGNS);
     # mirror_tta serves the mean of p(x) and p(mirror(x)) (inside the one Keras model)
@@ -66,6 +69,8 @@ class ModelConfig:
             raise ConfigError(f"schedule must be one of {', '.join(SCHEDULES)}: {self.schedule!r}")
         if self.ensemble < 1:
             raise ConfigError(f"ensemble needs at least 1 member, got {self.ensemble}")
+        if not 0.0 <= self.time_warp < 1.0:
+            raise ConfigError(f"time warp must be in [0, 1), got {self.time_warp}")
         if not 0.0 <= self.label_smoothing < 1.0:
             raise ConfigError(f"label smoothing must be in [0, 1), got {self.label_smoothing}")
 
@@ -233,10 +238,29 @@ def random_rotations(n: int, max_deg: float, rng: np.random.Generator) -> np.nda
     return np.eye(3)[None] + s * k + (1 - c) * (k @ k)
 
 
+def time_warp(x: np.ndarray, factors: np.ndarray) -> np.ndarray:
+    """Windows (n, t, c) resampled about their centre: output sample i is the input at
+    ``centre + (i - centre) * factor`` (linear interpolation; beyond the edges the edge
+    value). A factor above 1 shows the motion faster, below 1 slower. Gyro values are
+    rates and keep their scale: the warp changes when things happen, not the units."""
+    n, t, _ = x.shape
+    centre = (t - 1) / 2.0
+    pos = centre + (np.arange(t)[None, :] - centre) * np.asarray(factors)[:, None]
+    pos = np.clip(pos, 0.0, t - 1.0)
+    lo = np.floor(pos).astype(np.int64)
+    hi = np.minimum(lo + 1, t - 1)
+    w = (pos - lo)[..., None].astype(x.dtype)
+    rows = np.arange(n)[:, None]
+    return (x[rows, lo] * (1 - w) + x[rows, hi] * w).astype(x.dtype, copy=False)
+
+
 def augment(x: np.ndarray, config: ModelConfig, rng: np.random.Generator) -> np.ndarray:
-    """Rotate accel and gyro by the same small random rotation (a watch worn differently)
-    and scale each sensor by a random factor, in canonical units."""
+    """Rotate accel and gyro by the same small random rotation (a watch worn differently),
+    scale each sensor by a random factor and (``time_warp``) change the speed, in
+    canonical units."""
     n = x.shape[0]
+    if config.time_warp > 0:
+        x = time_warp(x, rng.uniform(1 - config.time_warp, 1 + config.time_warp, size=n))
     out = np.empty_like(x, dtype=np.float32)
     r = random_rotations(n, config.rotate_deg, rng).astype(np.float32)
     scale = rng.uniform(1 - config.scale_range, 1 + config.scale_range, size=(n, 1, 2))

@@ -45,6 +45,9 @@ def train_cmd(
     ensemble: int = typer.Option(
         None, "--ensemble", help="Members (seeds) averaged into one served model."
     ),
+    time_warp: float = typer.Option(
+        None, "--time-warp", help="Speed augmentation: factors in [1-w, 1+w] (e.g. 0.2)."
+    ),
     schedule: str = typer.Option(None, "--schedule", help="Learning rate: plateau | cosine."),
     label_smoothing: float = typer.Option(None, "--label-smoothing"),
     val_fraction: float = typer.Option(
@@ -83,6 +86,7 @@ def train_cmd(
         "ensemble": ensemble,
         "schedule": schedule,
         "label_smoothing": label_smoothing,
+        "time_warp": time_warp,
     }
     cfg = {k: v for k, v in overrides.items() if v is not None}
     if filters:

@@ -75,3 +75,24 @@ def test_mirror_flips_ax_gy_gz_and_is_an_involution() -> None:
     flipped = [np.allclose(y[i], m[i], atol=1e-5) for i in range(3)]
     kept = [np.allclose(y[i], x[i], atol=1e-5) for i in range(3)]
     assert all(f != k for f, k in zip(flipped, kept, strict=True))
+
+
+def test_time_warp_identity_speed_and_edges() -> None:
+    from trainer.model import time_warp
+
+    t = np.arange(200, dtype=np.float32)
+    x = np.stack([np.stack([t] * 6, axis=-1)] * 3)  # each channel = its sample index
+    same = time_warp(x, np.array([1.0, 1.0, 1.0]))
+    np.testing.assert_allclose(same, x, atol=1e-4)
+    fast, slow = time_warp(x[:2], np.array([1.2, 0.5]))
+    centre = 99.5
+    # faster: the window spans 1.2x the time (clipped at the edges); slower: half of it
+    np.testing.assert_allclose(fast[:, 0], np.clip(centre + (t - centre) * 1.2, 0, 199), atol=1e-3)
+    np.testing.assert_allclose(slow[:, 0], centre + (t - centre) * 0.5, atol=1e-3)
+    assert fast.dtype == np.float32 and fast.shape == (200, 6)
+    y = augment(
+        x, ModelConfig(rotate_deg=0.0, scale_range=0.0, time_warp=0.3), np.random.default_rng(0)
+    )
+    assert y.shape == x.shape and not np.allclose(y, x)
+    with pytest.raises(Exception, match="time warp"):
+        ModelConfig(time_warp=1.5)

@@ -42,7 +42,7 @@ class ReplayMetrics:
         self.devices = Gauge("wearmon_replay_devices", "Virtual devices replaying", registry=r)
         self._server: Any = None
 
-    def serve(self, port: int, addr: str = "0.0.0.0") -> bool:
+    def serve(self, port: int, addr: str = "127.0.0.1") -> bool:
         """Start the /metrics endpoint; a port in use is a warning, not a failure."""
         try:
             self._server, _ = start_http_server(port, addr=addr, registry=self.registry)

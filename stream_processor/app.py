@@ -447,8 +447,8 @@ def run_worker(settings: Settings, *, loglevel: str = "info") -> None:
     w = build_app(settings)
     port = settings.metrics.stream_port
     try:
-        start_http_server(port, addr="0.0.0.0", registry=w.metrics.registry)
-        log.info("metrics on :%d/metrics", port)
+        start_http_server(port, addr=settings.metrics.host, registry=w.metrics.registry)
+        log.info("metrics on %s:%d/metrics", settings.metrics.host, port)
     except OSError as exc:
         log.warning("metrics endpoint :%d unavailable (%s); running without it", port, exc)
     worker = faust.Worker(w.app, loglevel=loglevel, quiet=True, redirect_stdouts=False)

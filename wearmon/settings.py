@@ -81,6 +81,9 @@ class StackPorts(_Frozen):
 
 
 class MetricsSettings(_Frozen):
+    #: Address the metrics endpoints listen on: loopback for the local stack (its Prometheus
+    #: scrapes 127.0.0.1); "0.0.0.0" where another host or container scrapes them.
+    host: str = "127.0.0.1"
     stream_port: int = 8001
     replay_port: int = 8002
     monitor_port: int = 8003

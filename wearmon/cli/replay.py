@@ -146,7 +146,7 @@ def register(app: typer.Typer) -> None:
             recs += load_seglearn(_split(subjects))
         m = ReplayMetrics() if metrics else None
         if m is not None:
-            m.serve(settings.metrics.replay_port)
+            m.serve(settings.metrics.replay_port, settings.metrics.host)
         try:
             stats = _run_with_progress(settings, recs, cfg, m, progress)
         finally:

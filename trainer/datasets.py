@@ -8,11 +8,14 @@ Data sources (``spec`` strings used by the CLI):
 
 - ``seglearn``: the Apple Watch exercise data shipped in the seglearn package (default)
 - ``adamsense:PATH``: an ADAM-Sense layout table (one row per sample, ``activity``, ``User``)
-- ``recording:PATH[,PATH...]``: one labelled recording (e.g. an accel and a gyro file)
+- ``recording:[SUBJECT=]PATH[,PATH...][;...]``: labelled recordings (e.g. an accel and a
+  gyro file each), separated by ``;``; ``SUBJECT=`` names the wearer (the split group:
+  recordings of one subject never straddle a split); without it a recording is its own group
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 from collections.abc import Sequence
@@ -159,10 +162,22 @@ def load_recordings(spec: str) -> list[Recording]:
         return list(readers.load_seglearn_watch())
     if kind == "adamsense" and arg:
         return list(readers.read_adamsense(arg))
-    if kind == "recording" and arg:
-        return [readers.read_recording([p for p in arg.split(",") if p])]
+    if kind == "recording" and arg.strip(" ;"):
+        out = []
+        for part in (p.strip() for p in arg.split(";")):
+            if not part:
+                continue
+            subject, eq, files = part.partition("=")
+            if not eq:
+                subject, files = "", part
+            rec = readers.read_recording([p for p in files.split(",") if p])
+            out.append(
+                dataclasses.replace(rec, subject=subject.strip()) if subject.strip() else rec
+            )
+        return out
     raise ConfigError(
-        f"unknown data source {spec!r}: use seglearn, adamsense:PATH or recording:PATH[,PATH]"
+        f"unknown data source {spec!r}: use seglearn, adamsense:PATH or "
+        "recording:[SUBJECT=]PATH[,PATH][;...]"
     )
 
 

@@ -19,7 +19,9 @@ def _progress(label: str, epoch: int, logs: dict[str, float]) -> None:
 def train_cmd(
     ctx: typer.Context,
     data: str = typer.Option(
-        "seglearn", "--data", help="seglearn | adamsense:PATH | recording:PATH[,PATH]"
+        "seglearn",
+        "--data",
+        help="seglearn | adamsense:PATH | recording:[SUBJECT=]PATH[,PATH][;...]",
     ),
     cv: int = typer.Option(0, "--cv", help="K-fold cross-validation by subject (no registration)."),
     epochs: int = typer.Option(

@@ -99,7 +99,19 @@ def test_recording_source_from_generated_session(tmp_path: Path) -> None:
     assert len(alone) == len(ds) and alone.classes == ds.classes
 
 
+def test_several_recordings_grouped_by_named_subject(tmp_path: Path) -> None:
+    a = make_recording(tmp_path / "a", subject=3, seed=0, max_exercises=1)
+    b = make_recording(tmp_path / "b", subject=3, seed=1, max_exercises=1)
+    c = make_recording(tmp_path / "c", subject=5, seed=2, max_exercises=1)
+    files = [",".join(str(p) for p in paths) for paths in (a, b, c)]
+    named = load_dataset(f"recording:ann={files[0]};ann={files[1]};bo={files[2]}")
+    assert named.subjects == ["ann", "bo"]  # two sessions of one wearer: one group
+    unnamed = load_dataset(f"recording:{files[0]};{files[1]}")
+    assert len(unnamed.subjects) == 2  # without names each recording is its own group
+    assert len(named.of_subjects(["ann"])) == len(unnamed)
+
+
 def test_unknown_or_empty_source_is_a_config_error() -> None:
-    for spec in ("nope", "adamsense:", "recording:"):
+    for spec in ("nope", "adamsense:", "recording:", "recording:;"):
         with pytest.raises(ConfigError):
             load_recordings(spec)

@@ -445,6 +445,7 @@ def run_worker(settings: Settings, *, loglevel: str = "info") -> None:
     if settings.kafka.create_topics:
         ensure_topics(settings)
     w = build_app(settings)
+    w.metrics.watch_gc()
     port = settings.metrics.stream_port
     try:
         start_http_server(port, addr=settings.metrics.host, registry=w.metrics.registry)

@@ -111,3 +111,26 @@ class StreamMetrics:
         )
         self.devices = Gauge(p + "devices", "Devices with state in this worker", registry=r)
         self.labels_in = Counter(p + "labels_in", "Label segments consumed", registry=r)
+        self.gc_seconds = Histogram(
+            p + "gc_pause_seconds",
+            "Python garbage collections (they stop the event loop)",
+            ["generation"],
+            buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.5, 1.0),
+            registry=r,
+        )
+
+    def watch_gc(self) -> None:
+        """Observe every garbage collection of this process in ``gc_pause_seconds``."""
+        import gc
+        import time
+
+        started: list[float] = [0.0]
+        by_gen = [self.gc_seconds.labels(generation=str(g)) for g in range(3)]
+
+        def on_gc(phase: str, info: dict[str, int]) -> None:
+            if phase == "start":
+                started[0] = time.perf_counter()
+            else:
+                by_gen[info["generation"]].observe(time.perf_counter() - started[0])
+
+        gc.callbacks.append(on_gc)

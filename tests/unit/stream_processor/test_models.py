@@ -45,3 +45,26 @@ def test_swap_refuse_and_remember() -> None:
         assert mgr.check_once() == "refused"
     assert "100" in mgr.refused["3"]
     assert "probabilities" in mgr.refused["4"]
+
+
+def test_swap_freezes_long_lived_objects_and_gc_pauses_are_observed() -> None:
+    import gc
+
+    gc.unfreeze()
+    try:
+        metrics = StreamMetrics()
+        metrics.watch_gc()
+        mgr = ModelManager(
+            Settings(), metrics=metrics, loader=lambda v: FakeModel(v), version_fn=lambda: "1"
+        )
+        assert gc.get_freeze_count() == 0
+        assert mgr.check_once() == "swapped"
+        assert gc.get_freeze_count() > 0  # the objects alive at the swap are frozen
+        gc.collect()
+        count = metrics.registry.get_sample_value(
+            "wearmon_stream_gc_pause_seconds_count", {"generation": "2"}
+        )
+        assert count is not None and count >= 1
+    finally:
+        gc.callbacks[:] = [cb for cb in gc.callbacks if "on_gc" not in repr(cb)]
+        gc.unfreeze()

@@ -226,6 +226,7 @@ def _scrape(ports: list[int]) -> dict[str, float]:
                 "wearmon_stream_batch_size_sum",
                 "wearmon_stream_batch_size_count",
                 "wearmon_stream_inference_seconds_sum",
+                "wearmon_stream_gc_pause_seconds_sum",
             )
         ):
             name, v = line.rsplit(" ", 1)
@@ -249,6 +250,15 @@ def _quantile_le(a: dict[str, float], b: dict[str, float], q: float, metric: str
     buckets.sort()
     total = buckets[-1][1] if buckets else 0
     return next((le for le, cum in buckets if total and cum >= q * total), float("inf"))
+
+
+def _machine_busy_s() -> tuple[float, float]:
+    """(busy, steal) CPU seconds of the whole machine so far, from /proc/stat."""
+    f = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = f[3] + f[4]
+    steal = f[7] if len(f) > 7 else 0
+    tick = os.sysconf("SC_CLK_TCK")
+    return (sum(f[:8]) - idle - steal) / tick, steal / tick
 
 
 def _cpu_s(pid: int) -> float:
@@ -381,11 +391,13 @@ def bench_pipeline(
                 probe.start()
             a = _scrape(ports)
             cpu_a = {k: _cpu_s(pid) for k, pid in pids.items()}
+            busy_a = _machine_busy_s()
             thr_a = _threads_cpu_s([w.pid for w in workers])
             t_a = time.monotonic()
             time.sleep(MEASURE_S)
             b = _scrape(ports)
             cpu_b = {k: _cpu_s(pid) for k, pid in pids.items()}
+            busy_b = _machine_busy_s()
             thr_b = _threads_cpu_s([w.pid for w in workers])
             elapsed = time.monotonic() - t_a
             cores = {k: (cpu_b[k] - cpu_a[k]) / elapsed for k in pids}
@@ -438,6 +450,12 @@ def bench_pipeline(
                     d("wearmon_stream_inference_seconds_sum") * 1000 / max(1.0, preds), 2
                 ),
                 "load1": round(load1, 2),
+                # the whole machine over the interval (every process, the kernel): busy
+                # cores out of os.cpu_count(), and time stolen by the hypervisor
+                "machine_busy_cores": round((busy_b[0] - busy_a[0]) / elapsed, 2),
+                # time the workers' event loops stood still for garbage collection
+                "gc_pause_s": round(d('wearmon_stream_gc_pause_seconds_sum{generation="2"}'), 3),
+                "machine_steal_cores": round((busy_b[1] - busy_a[1]) / elapsed, 2),
             }
             log.info("pipeline %s", row)
             results.append(row)

@@ -45,30 +45,24 @@ class StreamMetrics:
         self.batch_size = Histogram(
             p + "batch_size", "Windows per inference call", buckets=BATCH_BUCKETS, registry=r
         )
-        self.inference_seconds = Histogram(
-            p + "inference_seconds",
-            "Duration of one batched inference call",
-            buckets=LATENCY_BUCKETS,
-            registry=r,
+
+        def latency(name: str, doc: str) -> Histogram:
+            return Histogram(p + name, doc, buckets=LATENCY_BUCKETS, registry=r)
+
+        self.inference_seconds = latency(
+            "inference_seconds", "Duration of one batched inference call"
         )
-        self.e2e_seconds = Histogram(
-            p + "e2e_latency_seconds",
+        self.e2e_seconds = latency(
+            "e2e_latency_seconds",
             "From sent_ms of the message completing a window to its Redis write",
-            buckets=LATENCY_BUCKETS,
-            registry=r,
         )
         # the parts of the end-to-end latency: message to cut window, cut to batch start
-        self.ingest_seconds = Histogram(
-            p + "ingest_delay_seconds",
+        self.ingest_seconds = latency(
+            "ingest_delay_seconds",
             "From sent_ms of the message completing a window to the window being cut",
-            buckets=LATENCY_BUCKETS,
-            registry=r,
         )
-        self.queue_seconds = Histogram(
-            p + "batch_queue_seconds",
-            "From a window being cut to the start of its inference batch",
-            buckets=LATENCY_BUCKETS,
-            registry=r,
+        self.queue_seconds = latency(
+            "batch_queue_seconds", "From a window being cut to the start of its inference batch"
         )
         self.predictions = Counter(
             p + "predictions", "Predictions written", ["label", "model_version"], registry=r
@@ -94,11 +88,8 @@ class StreamMetrics:
             p + "consumer_lag", "Messages behind the high watermark", ["partition"], registry=r
         )
         self.checkpoints = Counter(p + "checkpoints", "Checkpoints written", registry=r)
-        self.checkpoint_seconds = Histogram(
-            p + "checkpoint_seconds",
-            "Time to snapshot and write a checkpoint",
-            buckets=LATENCY_BUCKETS,
-            registry=r,
+        self.checkpoint_seconds = latency(
+            "checkpoint_seconds", "Time to snapshot and write a checkpoint"
         )
         self.model_swaps = Counter(
             p + "model_swaps", "Model hot-swap attempts", ["result"], registry=r

@@ -98,6 +98,31 @@ def test_build_app_passes_the_credentials_to_faust() -> None:
     assert plain.app.conf.broker_credentials is None
 
 
+def test_worker_consumer_gets_the_short_fetch_wait() -> None:
+    """The aiokafka consumer Faust creates holds fetches at most kafka.consumer_fetch_max_wait_ms
+    (Faust's own 1,500 ms stalled sample fetches behind idle label partitions)."""
+    import asyncio
+
+    def wait_of(settings: Settings) -> int:
+        w = build_app(
+            settings, models=FakeManager(FakeModel()), sink=FakeSink(), producer=FakeProducer()
+        )
+
+        async def create() -> int:
+            thread = w.app.consumer._thread  # type: ignore[attr-defined]
+            return int(thread._create_worker_consumer(w.app.transport)._fetch_max_wait_ms)
+
+        return asyncio.run(create())
+
+    assert wait_of(Settings(kafka={"bootstrap_servers": "broker:9092"})) == 100
+    assert (
+        wait_of(
+            Settings(kafka={"bootstrap_servers": "broker:9092", "consumer_fetch_max_wait_ms": 40})
+        )
+        == 40
+    )
+
+
 class _TP:
     def __init__(self, topic: str, partition: int) -> None:
         self.topic, self.partition = topic, partition

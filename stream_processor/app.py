@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 #: there; aiokafka alone reads 76,000/s). Memory: at most this much per assigned partition.
 FETCH_BYTES_PER_PARTITION = 8 * 1024 * 1024
 
-#: The event loop shares the GIL with the inference and writer threads. With Python's
+#: The event loop shares the GIL with the inference and Kafka consumer threads. With Python's
 #: default switch interval (5 ms) a busy thread keeps the GIL that long whenever the loop
 #: wakes up for I/O. Measured at 1,000 devices with two workers: message-to-cut-window p99
 #: 2.0 s with 5 ms, 0.2 s with 0.5 ms (docs/stream.md).
@@ -254,8 +254,13 @@ def build_app(
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(wake.wait(), timeout=max(0.001, delay))
                 continue
-            # a Redis/Kafka outage: retry, the writes are idempotent
-            result = await _retrying(loop, executor, proc.execute, job, what="write")
+            result = None
+            while result is None:
+                try:
+                    result = await loop.run_in_executor(executor, proc.execute, job)
+                except Exception as exc:  # Redis/Kafka outage: retry, writes are idempotent
+                    log.error("batch write failed, retrying in 1 s: %s", exc)
+                    await asyncio.sleep(1.0)
             for token in proc.complete(job, result):
                 consumer_ack(token)
 
@@ -291,18 +296,6 @@ def build_app(
         )
 
     return Worker(app=app, processor=proc, models=models, metrics=metrics, sink=sink)
-
-
-async def _retrying(
-    loop: asyncio.AbstractEventLoop, pool: ThreadPoolExecutor, fn: Any, *args: Any, what: str
-) -> Any:
-    """``fn(*args)`` in ``pool``, retried every second until it succeeds."""
-    while True:
-        try:
-            return await loop.run_in_executor(pool, fn, *args)
-        except Exception as exc:
-            log.error("batch %s failed, retrying in 1 s: %s", what, exc)
-            await asyncio.sleep(1.0)
 
 
 def _acker(app: faust.App) -> Any:

@@ -114,13 +114,6 @@ class Job:
 
 
 @dataclass
-class Inference:
-    x: np.ndarray | None  # the job's windows (n, window, 6); None for a job without windows
-    probs: np.ndarray | None  # (n, classes) float32
-    seconds: float
-
-
-@dataclass
 class JobResult:
     predictions: list[Prediction]
     outcome: WriteOutcome
@@ -359,29 +352,19 @@ class Processor:
         return Job(windows, self.models.current, checkpoints, acks, now)
 
     def execute(self, job: Job) -> JobResult:
-        """:meth:`infer` then :meth:`write` (blocking; the worker runs them as two stages)."""
-        return self.write(job, self.infer(job))
-
-    def infer(self, job: Job) -> Inference:
-        """The batch's probabilities: one compiled call (blocking: the inference thread)."""
-        if not job.windows:
-            return Inference(None, None, 0.0)
-        x = np.stack([w.x for w in job.windows]).astype(np.float32, copy=False)
-        t0 = time.perf_counter()
-        probs = np.asarray(job.model.predict_proba(x), dtype=np.float32)
-        return Inference(x, probs, time.perf_counter() - t0)
-
-    def write(self, job: Job, inference: Inference) -> JobResult:
-        """Kafka, then Redis and the checkpoints (blocking: the writer thread). Jobs must be
-        written in the order they were cut: a checkpoint covers every window cut before it."""
+        """Inference + Kafka + Redis for one job (blocking: runs in the inference thread)."""
         preds: list[Prediction] = []
         feats: np.ndarray | None = None
-        probs = inference.probs
-        if job.windows and probs is not None and inference.x is not None:
+        inference_s = 0.0
+        if job.windows:
+            x = np.stack([w.x for w in job.windows]).astype(np.float32, copy=False)
+            t0 = time.perf_counter()
+            probs = np.asarray(job.model.predict_proba(x), dtype=np.float32)
+            inference_s = time.perf_counter() - t0
             if self.features:
                 from wearmon.signals.features import window_features
 
-                feats = window_features(inference.x)
+                feats = window_features(x)
             idx = probs.argmax(axis=1)
             classes = job.model.classes
             version = str(job.model.version)
@@ -407,7 +390,7 @@ class Processor:
         if remaining:
             raise RuntimeError(f"{remaining} Kafka messages not delivered within 30 s")
         outcome = self.sink.write(preds, feats, job.checkpoints)
-        return JobResult(preds, outcome, inference.seconds, self.clock())
+        return JobResult(preds, outcome, inference_s, self.clock())
 
     def complete(self, job: Job, result: JobResult) -> list[Any]:
         """Metrics for a finished job; returns the ack tokens it released (on the loop)."""

@@ -133,14 +133,12 @@ class ServingModel:
         idx = p.argmax(axis=1)
         return [self.classes[i] for i in idx], p[np.arange(len(idx)), idx]
 
-    def warmup(self, max_batch: int | None = None) -> None:
-        """Trace (with XLA: compile) the call for each bucket a batch of up to ``max_batch``
-        windows (default: any) can use, so that no batch waits for a compilation."""
+    def warmup(self) -> None:
+        """Trace (with XLA: compile) the call for each bucket, so that no batch waits for a
+        compilation."""
         zeros = np.broadcast_to(self.scaler.mean, (1, self.window, len(CHANNELS)))
-        top = self._bucket(max_batch) if max_batch else self.buckets[-1]
         for b in self.buckets:
-            if b <= top:
-                self.predict_proba(np.repeat(zeros, b, axis=0))
+            self.predict_proba(np.repeat(zeros, b, axis=0))
 
     def __repr__(self) -> str:
         return f"ServingModel(version={self.version!r}, classes={len(self.classes)})"

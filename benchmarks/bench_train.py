@@ -29,6 +29,7 @@ def main() -> None:
     ap.add_argument("--ensemble", type=int, default=1)
     ap.add_argument("--label-smoothing", type=float, default=0.0)
     ap.add_argument("--time-warp", type=float, default=0.0)
+    ap.add_argument("--rotate-deg", type=float, default=20.0)
     ap.add_argument("--filters", default=None, help="conv filters, e.g. 64,128")
     ap.add_argument("--lstm-units", type=int, default=None)
     ap.add_argument("--seed", type=int, default=42)
@@ -49,6 +50,7 @@ def main() -> None:
         ensemble=args.ensemble,
         label_smoothing=args.label_smoothing,
         time_warp=args.time_warp,
+        rotate_deg=args.rotate_deg,
         seed=args.seed,
         **(
             {"conv_filters": tuple(int(v) for v in args.filters.split(","))} if args.filters else {}

@@ -50,6 +50,9 @@ def train_cmd(
     time_warp: float = typer.Option(
         None, "--time-warp", help="Speed augmentation: factors in [1-w, 1+w] (e.g. 0.2)."
     ),
+    rotate_deg: float = typer.Option(
+        None, "--rotate-deg", help="Largest random rotation of a training window (default 20)."
+    ),
     schedule: str = typer.Option(None, "--schedule", help="Learning rate: plateau | cosine."),
     label_smoothing: float = typer.Option(None, "--label-smoothing"),
     val_fraction: float = typer.Option(
@@ -89,6 +92,7 @@ def train_cmd(
         "schedule": schedule,
         "label_smoothing": label_smoothing,
         "time_warp": time_warp,
+        "rotate_deg": rotate_deg,
     }
     cfg = {k: v for k, v in overrides.items() if v is not None}
     if filters:

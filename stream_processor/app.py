@@ -202,7 +202,8 @@ def build_app(
     def take_now(message: Any) -> bool:
         """The fast path, without awaiting: False when the message needs :func:`on_sample`
         (flow suspended for a rebalance, or its partition's checkpoint not loaded yet)."""
-        if not app.flow_control.is_active() or app.consumer.suspend_flow.is_set():
+        consumer: Any = app.consumer
+        if not app.flow_control.is_active() or consumer.suspend_flow.is_set():
             return False
         if message.generation_id != app.consumer_generation_id:
             return True  # fetched before a rebalance: its partition's owner reads it again
@@ -377,7 +378,8 @@ def _fetch_max_wait(app: faust.App, ms: int) -> None:
     is set on the aiokafka consumer Faust creates, before it starts (faust-streaming 0.15
     internals: ``Consumer._thread._create_worker_consumer``, aiokafka's
     ``_fetch_max_wait_ms``)."""
-    thread: Any = app.consumer._thread
+    consumer: Any = app.consumer
+    thread: Any = consumer._thread
     create = thread._create_worker_consumer
 
     def create_worker_consumer(transport: Any) -> Any:

@@ -260,7 +260,8 @@ def augment(x: np.ndarray, config: ModelConfig, rng: np.random.Generator) -> np.
     canonical units."""
     n = x.shape[0]
     if config.time_warp > 0:
-        x = time_warp(x, rng.uniform(1 - config.time_warp, 1 + config.time_warp, size=n))
+        factors = rng.uniform(1 - config.time_warp, 1 + config.time_warp, size=n)
+        x = time_warp(x, np.asarray(factors))
     out = np.empty_like(x, dtype=np.float32)
     r = random_rotations(n, config.rotate_deg, rng).astype(np.float32)
     scale = rng.uniform(1 - config.scale_range, 1 + config.scale_range, size=(n, 1, 2))

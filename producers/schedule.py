@@ -30,7 +30,8 @@ from producers.devices import device_ids, playlists
 from wearmon.schemas import LabelSegment, SampleBatch
 from wearmon.signals.types import GRID_MS, HOP, LabelSpan, Recording, SensorSeries
 
-#: live anchors are multiples of one window hop (2 s), so windows of a replay line up
+#: live anchors are multiples of one window hop (2 s), so a replay lands on the same grid points
+#: and, for a given device id, on the same windows (each device has its own window phase)
 ANCHOR_MS = HOP * GRID_MS
 
 

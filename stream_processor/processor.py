@@ -28,6 +28,7 @@ from wearmon.schemas import Prediction, encode
 from wearmon.settings import Settings
 from wearmon.signals.stream import IncrementalWindower
 from wearmon.signals.types import GRID_MS
+from wearmon.signals.windows import window_phase_ms
 
 log = logging.getLogger(__name__)
 
@@ -269,6 +270,7 @@ class Processor:
             window=sig.window,
             hop=sig.hop,
             device=device,
+            phase_ms=window_phase_ms(device, sig.hop, spread=sig.phase_by_device),
         )
 
     def _count_drops(self, late: int, dups: int, gaps: int) -> None:

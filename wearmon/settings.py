@@ -100,6 +100,11 @@ class SignalSettings(_Frozen):
     max_gap_ms: int = 100
     lateness_ms: int = 2_000
     label_purity: float = Field(default=0.8, gt=0.0, le=1.0)
+    #: streamed windows of a device start at a fixed per-device phase (a multiple of 20 ms
+    #: derived from the device id) plus k * hop, not all on the epoch's 2 s grid: devices
+    #: then complete their windows spread over the hop instead of in one burst (docs/stream.md).
+    #: Window ids stay deterministic. The training path always uses phase 0.
+    phase_by_device: bool = True
 
 
 class StreamSettings(_Frozen):

@@ -19,7 +19,7 @@ import numpy as np
 
 from wearmon.schemas import SampleBatch, encode
 from wearmon.settings import Settings
-from wearmon.signals.types import Recording
+from wearmon.signals.types import Recording, Windows
 
 CLASSES = ["ER", "IR", "PEN", "REST", "SHRUG", "SWING", "TAP"]
 
@@ -252,20 +252,34 @@ def wait_for(
     raise AssertionError(f"timed out waiting for {what}\n{tail}")
 
 
-def expected_windows(
-    rec: Recording, settings: Settings, version: str | None = None
-) -> dict[int, str]:
-    """{window_start_ms: label} from the batch path with the champion (or ``version``)."""
-    from trainer.serving import load_alias, load_version
+def device_windows(rec: Recording, settings: Settings, device: str, **labels: Any) -> Windows:
+    """The batch path's windows of ``rec`` replayed as ``device`` (its window phase);
+    ``labels``: ``labels=..., purity=...`` for labelled windows."""
     from wearmon.signals.grid import fuse_to_grid
-    from wearmon.signals.windows import make_windows
+    from wearmon.signals.windows import make_windows, window_phase_ms
 
     sig = settings.signal
     grid = fuse_to_grid(rec.accel, rec.gyro, max_gap_ms=sig.max_gap_ms)
-    wins = make_windows(grid, window=sig.window, hop=sig.hop).windows
-    # the stream decides a window once its end is lateness_ms behind the newest sample
+    phase = window_phase_ms(device, sig.hop, spread=sig.phase_by_device)
+    return make_windows(grid, window=sig.window, hop=sig.hop, phase_ms=phase, **labels).windows
+
+
+def decided(wins: Windows, rec: Recording, settings: Settings) -> np.ndarray:
+    """Mask of the windows the stream decides before the replay of ``rec`` ends: a window
+    is decided once its end is lateness_ms behind the newest sample."""
     t_end = min(int(rec.accel.t_ms[-1]), int(rec.gyro.t_ms[-1]))
-    keep = wins.end_ms + sig.lateness_ms + 100 < t_end
+    return np.asarray(wins.end_ms + settings.signal.lateness_ms + 100 < t_end)
+
+
+def expected_windows(
+    rec: Recording, settings: Settings, device: str, version: str | None = None
+) -> dict[int, str]:
+    """{window_start_ms: label} from the batch path with the champion (or ``version``) for
+    ``rec`` replayed as ``device``."""
+    from trainer.serving import load_alias, load_version
+
+    wins = device_windows(rec, settings, device)
+    keep = decided(wins, rec, settings)
     model = load_alias(settings) if version is None else load_version(settings, version)
     labels, _ = model.predict(wins.x[keep])
     return dict(zip(wins.start_ms[keep].tolist(), labels, strict=True))

@@ -73,10 +73,14 @@ def test_champion_swaps_mid_stream_and_broken_model_is_refused(
             "refusal of the broken model",
         )
         send(run.settings, thirds[2])
-        expected = {v: expected_windows(recording, run.settings, v) for v in (v1, v2)}
-        n_exp = len(expected[v1])
+        expected = {
+            d: {v: expected_windows(recording, run.settings, d, v) for v in (v1, v2)}
+            for d in devices
+        }
         wait_for(
-            lambda: all(redis_client.xlen(f"pred:hist:{d}") >= n_exp for d in devices),
+            lambda: all(
+                redis_client.xlen(f"pred:hist:{d}") >= len(expected[d][v1]) for d in devices
+            ),
             120,
             [worker],
             log,
@@ -89,7 +93,7 @@ def test_champion_swaps_mid_stream_and_broken_model_is_refused(
         rows = history(redis_client, d)
         starts = [int(r["window_start_ms"]) for r in rows]
         assert len(starts) == len(set(starts)), "a window was predicted twice"
-        assert set(expected[v1]) <= set(starts), "a window was lost across the swap"
+        assert set(expected[d][v1]) <= set(starts), "a window was lost across the swap"
         versions = [r["model_version"] for r in rows]
         assert broken not in versions
         assert versions[0] == v1 and versions[-1] == v2, versions
@@ -97,5 +101,5 @@ def test_champion_swaps_mid_stream_and_broken_model_is_refused(
         assert set(versions[:k]) == {v1} and set(versions[k:]) == {v2}, versions
         for r in rows:
             s = int(r["window_start_ms"])
-            if s in expected[r["model_version"]]:
-                assert r["label"] == expected[r["model_version"]][s]
+            if s in expected[d][r["model_version"]]:
+                assert r["label"] == expected[d][r["model_version"]][s]

@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 
 from tests.integration.stream_support import (
+    decided,
+    device_windows,
     generated_recording,
     history,
     make_run,
@@ -41,30 +43,23 @@ def recording(tmp_path_factory: pytest.TempPathFactory) -> Recording:
 
 
 def _batch_truth(
-    rec: Recording, settings: Settings, version: str
+    rec: Recording, settings: Settings, version: str, device: str
 ) -> tuple[dict[int, tuple[str, str]], int]:
     """{window_start_ms: (true label, batch-path prediction)} for every window the training
-    rule labels (majority label covering >= label_purity of the window), and the number of
-    windows (labelled or not) the stream decides for the recording."""
+    rule labels (majority label covering >= label_purity of the window) of ``rec`` replayed
+    as ``device``, and the number of windows (labelled or not) the stream decides for it."""
     from trainer.serving import load_version
-    from wearmon.signals.grid import fuse_to_grid
-    from wearmon.signals.windows import make_windows
 
     sig = settings.signal
-    grid = fuse_to_grid(rec.accel, rec.gyro, max_gap_ms=sig.max_gap_ms)
-    every = make_windows(grid, window=sig.window, hop=sig.hop).windows
-    t_end = min(int(rec.accel.t_ms[-1]), int(rec.gyro.t_ms[-1]))
-    decided = int((every.end_ms + sig.lateness_ms + 100 < t_end).sum())
-    wins = make_windows(
-        grid, window=sig.window, hop=sig.hop, labels=rec.labels, purity=sig.label_purity
-    ).windows
+    n_decided = int(decided(device_windows(rec, settings, device), rec, settings).sum())
+    wins = device_windows(rec, settings, device, labels=rec.labels, purity=sig.label_purity)
     assert wins.labels is not None and len(wins) > 10
     predicted, _ = load_version(settings, version).predict(wins.x)
     truth = {
         int(s): (str(t), str(p))
         for s, t, p in zip(wins.start_ms.tolist(), wins.labels, predicted, strict=True)
     }
-    return truth, decided
+    return truth, n_decided
 
 
 def _accuracy(redis_client, version: str) -> tuple[int, int]:
@@ -107,7 +102,6 @@ def test_labels_join_live_accuracy_watch_and_lag(
 
     run = make_run(stack, subprocess_env)
     version = register_tiny(run.settings, tmp_path, seed=8)
-    truth, n_windows = _batch_truth(recording, run.settings, version)
     correct0, total0 = _accuracy(redis_client, version)  # acc:live is shared by all runs
     port = free_port()
     log = tmp_path / "worker.log"
@@ -117,6 +111,7 @@ def test_labels_join_live_accuracy_watch_and_lag(
     cfg = dict(speed=math.inf, timestamps="original", stagger_s=0.0)
     dev_a = device_ids(2, seed=11)
     dev_b = device_ids(1, seed=12)
+    truths = {d: _batch_truth(recording, run.settings, version, d) for d in dev_a + dev_b}
     try:
         stats = replay(run.settings, [recording], ReplayConfig(devices=2, device_seed=11, **cfg))
         assert stats.ok, stats.summary()
@@ -128,7 +123,7 @@ def test_labels_join_live_accuracy_watch_and_lag(
         assert stats.ok, stats.summary()
 
         def predicted() -> bool:
-            return all(redis_client.xlen(f"pred:hist:{d}") >= n_windows for d in dev_a + dev_b)
+            return all(redis_client.xlen(f"pred:hist:{d}") >= truths[d][1] for d in dev_a + dev_b)
 
         wait_for(predicted, 120, [worker], log, "predictions of every device")
         time.sleep(1.5)  # the last batch and checkpoint
@@ -139,6 +134,7 @@ def test_labels_join_live_accuracy_watch_and_lag(
         exp_correct = exp_total = 0
         per_device: dict[str, int] = {}
         for d in dev_a + dev_b:
+            truth = truths[d][0]
             rows = history(redis_client, d)
             starts = [int(r["window_start_ms"]) for r in rows]
             assert len(starts) == len(set(starts))

@@ -28,6 +28,8 @@ from wearmon.stack import free_port
 pytestmark = pytest.mark.integration
 
 N_DEVICES = 8
+#: {device: {window_start_ms: label}} (each device has its own window phase)
+Expected = dict[str, dict[int, str]]
 
 
 @pytest.fixture(scope="module")
@@ -40,15 +42,23 @@ def _interleaved(recording: Recording, devices: list[str]) -> list:
     return [m for group in zip(*per, strict=True) for m in group]
 
 
-def _check_exactly_once(redis_client, devices: list[str], expected: dict[int, str]) -> None:
-    for d in devices:
+def _expected(recording: Recording, settings: Settings, devices: list[str]) -> Expected:
+    return {d: expected_windows(recording, settings, d) for d in devices}
+
+
+def _all_predicted(redis_client, expected: Expected) -> bool:
+    return all(redis_client.xlen(f"pred:hist:{d}") >= len(e) for d, e in expected.items())
+
+
+def _check_exactly_once(redis_client, expected: Expected) -> None:
+    for d, exp in expected.items():
         rows = history(redis_client, d)
         starts = [int(r["window_start_ms"]) for r in rows]
         assert len(starts) == len(set(starts)), f"{d}: a window was predicted twice"
         got = {int(r["window_start_ms"]): r["label"] for r in rows}
-        missing = sorted(set(expected) - set(got))
+        missing = sorted(set(exp) - set(got))
         assert not missing, f"{d}: {len(missing)} windows missing, first {missing[:3]}"
-        assert {s: got[s] for s in expected} == expected, f"{d}: labels differ"
+        assert {s: got[s] for s in exp} == exp, f"{d}: labels differ"
 
 
 def _messages_in(port: int) -> float:
@@ -65,8 +75,8 @@ def test_kill_9_and_restart_loses_and_duplicates_nothing(
 ) -> None:
     run = make_run(stack, subprocess_env)
     register_tiny(run.settings, tmp_path, seed=3)
-    expected = expected_windows(recording, run.settings)
     devices = [f"crash-{run.run}-{i}" for i in range(N_DEVICES)]
+    expected = _expected(recording, run.settings, devices)
     msgs = _interleaved(recording, devices)
     log = tmp_path / "worker.log"
     worker = start_worker(run.env, log)
@@ -83,19 +93,21 @@ def test_kill_9_and_restart_loses_and_duplicates_nothing(
         time.sleep(2.5)
         stop_worker(worker, hard=True)  # kill -9 mid-replay
         before = sum(redis_client.xlen(f"pred:hist:{d}") for d in devices)
-        assert before < N_DEVICES * len(expected), "the replay ended before the kill"
+        assert before < sum(map(len, expected.values())), "the replay ended before the kill"
         worker = start_worker(run.env, log)
         sender.join(120)
-
-        def done() -> bool:
-            return all(redis_client.xlen(f"pred:hist:{d}") >= len(expected) for d in devices)
-
-        wait_for(done, 120, [worker], log, "all predictions after restart")
+        wait_for(
+            lambda: _all_predicted(redis_client, expected),
+            120,
+            [worker],
+            log,
+            "all predictions after restart",
+        )
         time.sleep(2.0)
     finally:
         stop_worker(worker)
         sender.join(5)
-    _check_exactly_once(redis_client, devices, expected)
+    _check_exactly_once(redis_client, expected)
 
 
 def test_two_workers_in_one_group_split_partitions_exactly_once(
@@ -103,8 +115,8 @@ def test_two_workers_in_one_group_split_partitions_exactly_once(
 ) -> None:
     run = make_run(stack, subprocess_env)
     register_tiny(run.settings, tmp_path, seed=4)
-    expected = expected_windows(recording, run.settings)
     devices = [f"pair-{run.run}-{i}" for i in range(N_DEVICES)]
+    expected = _expected(recording, run.settings, devices)
     msgs = _interleaved(recording, devices)
     ports = [free_port(), free_port()]
     logs = [tmp_path / "a.log", tmp_path / "b.log"]
@@ -125,11 +137,13 @@ def test_two_workers_in_one_group_split_partitions_exactly_once(
         sender.start()
         workers.append(start_worker(run.env, logs[1], ports[1]))  # rebalance mid-stream
         sender.join(180)
-
-        def done() -> bool:
-            return all(redis_client.xlen(f"pred:hist:{d}") >= len(expected) for d in devices)
-
-        wait_for(done, 120, workers, logs[1], "all predictions with two workers")
+        wait_for(
+            lambda: _all_predicted(redis_client, expected),
+            120,
+            workers,
+            logs[1],
+            "all predictions with two workers",
+        )
         time.sleep(2.0)
         counts = [_messages_in(p) for p in ports]
     finally:
@@ -137,4 +151,4 @@ def test_two_workers_in_one_group_split_partitions_exactly_once(
             stop_worker(w)
         sender.join(5)
     assert all(c > 0 for c in counts), f"one worker got no partition: {counts}"
-    _check_exactly_once(redis_client, devices, expected)
+    _check_exactly_once(redis_client, expected)

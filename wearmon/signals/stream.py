@@ -31,7 +31,12 @@ import numpy as np
 
 from wearmon.signals.grid import DEFAULT_MAX_GAP_MS, fuse_points
 from wearmon.signals.types import GRID_MS, HOP, WINDOW, Windows
-from wearmon.signals.windows import empty_windows, make_windows
+from wearmon.signals.windows import (
+    empty_windows,
+    first_start_at_or_after,
+    last_start_at_or_before,
+    make_windows,
+)
 
 log = logging.getLogger(__name__)
 
@@ -51,14 +56,18 @@ class IncrementalWindower:
         window: int = WINDOW,
         hop: int = HOP,
         device: str | None = None,
+        phase_ms: int = 0,
     ) -> None:
         if lateness_ms < 0 or window < 1 or hop < 1:
             raise ValueError("lateness_ms must be >= 0 and window, hop >= 1")
+        if phase_ms % GRID_MS or not 0 <= phase_ms < hop * GRID_MS:
+            raise ValueError(f"phase_ms must be a multiple of {GRID_MS} in [0, {hop * GRID_MS})")
         self.max_gap_ms = int(max_gap_ms)
         self.lateness_ms = int(lateness_ms)
         self.window = int(window)
         self.hop = int(hop)
         self.device = device
+        self.phase_ms = int(phase_ms)
         self._hop_ms = self.hop * GRID_MS
         self._span_ms = (self.window - 1) * GRID_MS
         self._t: dict[str, np.ndarray] = {s: np.empty(0, dtype=np.int64) for s in SENSORS}
@@ -187,7 +196,7 @@ class IncrementalWindower:
                 self._prune(cutoff)
                 return out
             start = max(fa, fg)
-            self.next_start = -(-start // self._hop_ms) * self._hop_ms
+            self.next_start = first_start_at_or_after(start, self._hop_ms, self.phase_ms)
         ns = self.next_start
         # no window can be complete yet: its last point must lie before the last sample
         # before the cutoff (the usual case: one window per hop of pushes)
@@ -200,7 +209,7 @@ class IncrementalWindower:
                 ia = int(ta.searchsorted(cutoff, side="left")) - 1
                 ig = int(tg.searchsorted(cutoff, side="left")) - 1
                 limit = (min(int(ta[ia]), int(tg[ig])) - 1) if ia >= 0 and ig >= 0 else ns - 1
-            last_start = ((limit - self._span_ms) // self._hop_ms) * self._hop_ms
+            last_start = last_start_at_or_before(limit - self._span_ms, self._hop_ms, self.phase_ms)
             if last_start >= ns:
                 points = np.arange(
                     ns, last_start + self._span_ms + GRID_MS, GRID_MS, dtype=np.int64
@@ -208,7 +217,13 @@ class IncrementalWindower:
                 grid = fuse_points(
                     ta, self._x["accel"], tg, self._x["gyro"], points, self.max_gap_ms
                 )
-                res = make_windows(grid, window=self.window, hop=self.hop, device=self.device)
+                res = make_windows(
+                    grid,
+                    window=self.window,
+                    hop=self.hop,
+                    device=self.device,
+                    phase_ms=self.phase_ms,
+                )
                 out = res.windows
                 self.counters["skipped_gap"] += res.skipped["gap"]
                 self.counters["windows"] += len(out)
@@ -277,6 +292,7 @@ class IncrementalWindower:
                 "window": self.window,
                 "hop": self.hop,
                 "device": self.device,
+                "phase_ms": self.phase_ms,
             },
             "max_seen": self.max_seen,
             "next_start": self.next_start,

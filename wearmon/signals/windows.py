@@ -1,17 +1,22 @@
 """Grid-anchored windows (200 x 6, hop 100) with deterministic starts and majority labels.
 
-A window starts at a multiple of ``hop * GRID_MS`` ms since the epoch (2000 ms by default),
-so the id (device, start_ms) of a window does not depend on where a recording or a stream
-began. Candidate windows are those whose ``window`` grid points all lie inside the grid;
-a candidate holding an invalid grid point (a gap) is skipped and counted as ``"gap"``.
-With labels, a window takes its majority label when that label covers at least ``purity``
-of its grid points; otherwise it is skipped as ``"impure"`` (or ``"unlabeled"`` when no
-label covers any of its points).
+A window starts at ``phase_ms`` plus a multiple of ``hop * GRID_MS`` ms since the epoch
+(2000 ms by default), so the id (device, start_ms) of a window does not depend on where a
+recording or a stream began. The phase is 0 on the training path; the stream gives each
+device its own fixed phase (:func:`window_phase_ms`, derived from the device id) so that
+thousands of devices do not all complete a window in the same instant.
+
+Candidate windows are those whose ``window`` grid points all lie inside the grid; a
+candidate holding an invalid grid point (a gap) is skipped and counted as ``"gap"``. With
+labels, a window takes its majority label when that label covers at least ``purity`` of its
+grid points; otherwise it is skipped as ``"impure"`` (or ``"unlabeled"`` when no label covers
+any of its points).
 """
 
 from __future__ import annotations
 
 import logging
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -44,10 +49,36 @@ def empty_windows(
     )
 
 
-def candidate_offsets(grid_t0: int, n_points: int, *, window: int, hop: int) -> np.ndarray:
+def window_phase_ms(device: str | None, hop: int = HOP, *, spread: bool = True) -> int:
+    """The fixed offset of a device's window starts from the epoch hop grid: a multiple of
+    ``GRID_MS`` in ``[0, hop * GRID_MS)``, the same for a device id on every run and every
+    worker (CRC-32 of the id, not Python's salted ``hash``). 0 when ``spread`` is off or
+    there is no device (the training path)."""
+    if not spread or device is None:
+        return 0
+    return (zlib.crc32(device.encode("utf-8")) % int(hop)) * GRID_MS
+
+
+def first_start_at_or_after(t_ms: int, hop_ms: int, phase_ms: int = 0) -> int:
+    """The first window start ``>= t_ms`` on the grid ``phase_ms + k * hop_ms``."""
+    return -(-(int(t_ms) - phase_ms) // hop_ms) * hop_ms + phase_ms
+
+
+def last_start_at_or_before(t_ms: int, hop_ms: int, phase_ms: int = 0) -> int:
+    """The last window start ``<= t_ms`` on the grid ``phase_ms + k * hop_ms``."""
+    return ((int(t_ms) - phase_ms) // hop_ms) * hop_ms + phase_ms
+
+
+def candidate_offsets(
+    grid_t0: int, n_points: int, *, window: int, hop: int, phase_ms: int = 0
+) -> np.ndarray:
     """Indices into a contiguous grid (first point ``grid_t0``) where candidate windows start."""
     hop_ms = hop * GRID_MS
-    first_start = -(-int(grid_t0) // hop_ms) * hop_ms
+    if phase_ms % GRID_MS or not 0 <= phase_ms < hop_ms:
+        raise ValueError(
+            f"window phase must be a multiple of {GRID_MS} ms in [0, {hop_ms}): {phase_ms}"
+        )
+    first_start = first_start_at_or_after(grid_t0, hop_ms, phase_ms)
     i0 = (first_start - int(grid_t0)) // GRID_MS
     if n_points - window < i0:
         return np.empty(0, dtype=np.int64)
@@ -74,8 +105,10 @@ def make_windows(
     labels: Sequence[LabelSpan] = (),
     purity: float = 0.8,
     device: str | None = None,
+    phase_ms: int = 0,
 ) -> WindowResult:
-    """Cut ``grid`` into grid-anchored windows; skip (and count) gaps and impure labels."""
+    """Cut ``grid`` into grid-anchored windows (starts ``phase_ms`` + k * hop); skip (and
+    count) gaps and impure labels."""
     labelled = len(labels) > 0
     skipped = {"gap": 0}
     if labelled:
@@ -83,7 +116,7 @@ def make_windows(
     n = len(grid)
     if n == 0:
         return WindowResult(empty_windows(window=window, labelled=labelled, device=device), skipped)
-    offs = candidate_offsets(int(grid.t_ms[0]), n, window=window, hop=hop)
+    offs = candidate_offsets(int(grid.t_ms[0]), n, window=window, hop=hop, phase_ms=phase_ms)
     if offs.size == 0:
         return WindowResult(empty_windows(window=window, labelled=labelled, device=device), skipped)
     bad = np.concatenate(([0], np.cumsum(~grid.valid, dtype=np.int64)))

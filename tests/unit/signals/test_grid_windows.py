@@ -1,10 +1,11 @@
 import numpy as np
+import pytest
 
 from tests.unit.signals.helpers import series
 from wearmon.settings import SignalSettings
 from wearmon.signals.grid import fuse_to_grid
 from wearmon.signals.types import GRID_MS, LabelSpan, Recording, SensorSeries
-from wearmon.signals.windows import make_windows, window_recording
+from wearmon.signals.windows import make_windows, window_phase_ms, window_recording
 
 
 def _linear(sensor: str, t: np.ndarray) -> SensorSeries:
@@ -56,6 +57,31 @@ def test_windows_are_grid_anchored_and_gap_windows_skipped() -> None:
     res2 = make_windows(fuse_to_grid(a2, gy))
     assert res2.skipped["gap"] == 2
     assert len(res2.windows) == len(w) - 2
+
+
+def test_window_phase_per_device() -> None:
+    rng = np.random.default_rng(2)
+    g = fuse_to_grid(series(rng, "accel", 3_333_333, 6000), series(rng, "gyro", 3_333_400, 6000))
+    base = make_windows(g).windows
+    for phase in (20, 740, 1980):
+        w = make_windows(g, phase_ms=phase).windows
+        assert np.all(w.start_ms % 2000 == phase) and np.all(np.diff(w.start_ms) == 2000)
+        assert abs(len(w) - len(base)) <= 1
+        i = int(np.searchsorted(g.t_ms, w.start_ms[2]))
+        assert np.array_equal(w.x[2], g.values[i : i + 200])
+    for bad in (10, -20, 2000):
+        with pytest.raises(ValueError, match="window phase"):
+            make_windows(g, phase_ms=bad)
+    # the phase of a device: fixed by its id (not Python's salted hash), on the 20 ms grid
+    # inside the hop, spread over the hop across devices; 0 when off or without a device
+    devices = [f"watch-{i:04d}" for i in range(1000)]
+    phases = [window_phase_ms(d) for d in devices]
+    assert phases[:3] == [window_phase_ms(d) for d in devices[:3]]
+    assert all(p % 20 == 0 and 0 <= p < 2000 for p in phases)
+    counts = np.bincount(np.asarray(phases) // 500, minlength=4)  # quarters of the hop
+    assert counts.min() > 200, counts
+    assert window_phase_ms("watch-0001", spread=False) == 0 and window_phase_ms(None) == 0
+    assert window_phase_ms("a", hop=50) < 1000
 
 
 def test_labels_majority_and_purity() -> None:

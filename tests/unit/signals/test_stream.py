@@ -95,17 +95,19 @@ def _assert_same(got: Windows, ref: WindowResult) -> None:
     max_chunk=st.integers(1, 60),
     lateness=st.sampled_from([0, 50, 500, 2000]),
     restore_at=st.sampled_from([-1.0, 0.3, 0.8]),
+    phase=st.sampled_from([0, 20, 1240, 1980]),
 )
 def test_incremental_equals_batch_within_lateness(
-    seed, n, dt_a, dt_g, offset, gaps, max_chunk, lateness, restore_at
+    seed, n, dt_a, dt_g, offset, gaps, max_chunk, lateness, restore_at, phase
 ) -> None:
     rng = np.random.default_rng(seed)
     acc = _sensor(rng, "accel", 1_700_000_000_000 + 7, n, dt_a, gaps)
     gyr = _sensor(rng, "gyro", 1_700_000_000_000 + 7 + offset, n * dt_a // dt_g, dt_g, gaps)
     sensor, t, x = _arrivals(rng, acc, gyr, max_delay=lateness, late_frac=0, late_by=0)
-    w = IncrementalWindower(lateness_ms=lateness)
+    w = IncrementalWindower(lateness_ms=lateness, phase_ms=phase)
     got, w = _feed(w, sensor, t, x, rng, max_chunk, restore_at)
-    ref = make_windows(fuse_to_grid(acc, gyr))
+    ref = make_windows(fuse_to_grid(acc, gyr), phase_ms=phase)
+    assert np.all(got.start_ms % 2000 == phase)  # the phase survives a state restore too
     assert w.late_dropped == 0 and w.duplicates == 0
     _assert_same(got, ref)
     assert w.windows == len(ref.windows)

@@ -32,6 +32,7 @@ import numpy as np
 from wearmon.signals.grid import DEFAULT_MAX_GAP_MS, fuse_points
 from wearmon.signals.types import GRID_MS, HOP, WINDOW, Windows
 from wearmon.signals.windows import (
+    check_phase,
     empty_windows,
     first_start_at_or_after,
     last_start_at_or_before,
@@ -60,8 +61,7 @@ class IncrementalWindower:
     ) -> None:
         if lateness_ms < 0 or window < 1 or hop < 1:
             raise ValueError("lateness_ms must be >= 0 and window, hop >= 1")
-        if phase_ms % GRID_MS or not 0 <= phase_ms < hop * GRID_MS:
-            raise ValueError(f"phase_ms must be a multiple of {GRID_MS} in [0, {hop * GRID_MS})")
+        check_phase(phase_ms, hop)
         self.max_gap_ms = int(max_gap_ms)
         self.lateness_ms = int(lateness_ms)
         self.window = int(window)

@@ -59,6 +59,15 @@ def window_phase_ms(device: str | None, hop: int = HOP, *, spread: bool = True) 
     return (zlib.crc32(device.encode("utf-8")) % int(hop)) * GRID_MS
 
 
+def check_phase(phase_ms: int, hop: int) -> None:
+    """A window phase is a multiple of ``GRID_MS`` in ``[0, hop * GRID_MS)``."""
+    hop_ms = hop * GRID_MS
+    if phase_ms % GRID_MS or not 0 <= phase_ms < hop_ms:
+        raise ValueError(
+            f"window phase must be a multiple of {GRID_MS} ms in [0, {hop_ms}): {phase_ms}"
+        )
+
+
 def first_start_at_or_after(t_ms: int, hop_ms: int, phase_ms: int = 0) -> int:
     """The first window start ``>= t_ms`` on the grid ``phase_ms + k * hop_ms``."""
     return -(-(int(t_ms) - phase_ms) // hop_ms) * hop_ms + phase_ms
@@ -74,10 +83,7 @@ def candidate_offsets(
 ) -> np.ndarray:
     """Indices into a contiguous grid (first point ``grid_t0``) where candidate windows start."""
     hop_ms = hop * GRID_MS
-    if phase_ms % GRID_MS or not 0 <= phase_ms < hop_ms:
-        raise ValueError(
-            f"window phase must be a multiple of {GRID_MS} ms in [0, {hop_ms}): {phase_ms}"
-        )
+    check_phase(phase_ms, hop)
     first_start = first_start_at_or_after(grid_t0, hop_ms, phase_ms)
     i0 = (first_start - int(grid_t0)) // GRID_MS
     if n_points - window < i0:

@@ -4,6 +4,7 @@ import pytest
 from tests.unit.signals.helpers import series
 from wearmon.settings import SignalSettings
 from wearmon.signals.grid import fuse_to_grid
+from wearmon.signals.stream import IncrementalWindower
 from wearmon.signals.types import GRID_MS, LabelSpan, Recording, SensorSeries
 from wearmon.signals.windows import make_windows, window_phase_ms, window_recording
 
@@ -72,6 +73,8 @@ def test_window_phase_per_device() -> None:
     for bad in (10, -20, 2000):
         with pytest.raises(ValueError, match="window phase"):
             make_windows(g, phase_ms=bad)
+        with pytest.raises(ValueError, match="window phase"):
+            IncrementalWindower(phase_ms=bad)
     # the phase of a device: fixed by its id (not Python's salted hash), on the 20 ms grid
     # inside the hop, spread over the hop across devices; 0 when off or without a device
     devices = [f"watch-{i:04d}" for i in range(1000)]

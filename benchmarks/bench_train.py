@@ -2,9 +2,8 @@
 mean +- std, time per fold. Same code path as `wearmon train --cv K`.
 
     nice -n 10 .venv/bin/python benchmarks/bench_train.py [--folds 5] [--epochs 40]
-    # the best recipe measured in docs/training.md (88.5 +- 4.4 %):
-    nice -n 10 .venv/bin/python benchmarks/bench_train.py --epochs 40 --schedule cosine \\
-        --val-fraction 0 --mirror --mirror-tta
+    # the best recipe measured in docs/training.md (recipe N, 90.5 +- 4.6 % with seed 42):
+    nice -n 10 .venv/bin/python benchmarks/bench_train.py --preset accurate [--seed 43]
 """
 
 from __future__ import annotations
@@ -19,45 +18,52 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--only-folds", default=None, help="run a subset, e.g. 1,2 (quick screens)")
-    ap.add_argument("--epochs", type=int, default=40)
-    ap.add_argument("--patience", type=int, default=10)
-    ap.add_argument("--train-hop", type=int, default=50)
-    ap.add_argument("--schedule", default="plateau", choices=("plateau", "cosine"))
-    ap.add_argument("--val-fraction", type=float, default=0.1, help="0: fixed epochs")
-    ap.add_argument("--mirror", action="store_true")
-    ap.add_argument("--mirror-tta", action="store_true")
-    ap.add_argument("--ensemble", type=int, default=1)
-    ap.add_argument("--label-smoothing", type=float, default=0.0)
-    ap.add_argument("--time-warp", type=float, default=0.0)
-    ap.add_argument("--rotate-deg", type=float, default=20.0)
+    ap.add_argument(
+        "--preset",
+        default=None,
+        help="a named recipe of trainer.train.PRESETS (accurate: the best measured); the "
+        "flags below override it. Without one: the baseline, 40 epochs, patience 10.",
+    )
+    ap.add_argument("--epochs", type=int, default=None)
+    ap.add_argument("--patience", type=int, default=None)
+    ap.add_argument("--train-hop", type=int, default=None)
+    ap.add_argument("--schedule", default=None, choices=("plateau", "cosine"))
+    ap.add_argument("--val-fraction", type=float, default=None, help="0: fixed epochs")
+    ap.add_argument("--mirror", action="store_true", default=None)
+    ap.add_argument("--mirror-tta", action="store_true", default=None)
+    ap.add_argument("--ensemble", type=int, default=None)
+    ap.add_argument("--label-smoothing", type=float, default=None)
+    ap.add_argument("--time-warp", type=float, default=None)
+    ap.add_argument("--rotate-deg", type=float, default=None)
     ap.add_argument("--filters", default=None, help="conv filters, e.g. 64,128")
     ap.add_argument("--lstm-units", type=int, default=None)
-    ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--seed", type=int, default=None)
     ap.add_argument("--out", type=Path, default=None, help="write the CV summary JSON here")
     ap.add_argument("--data-dir", type=Path, default=None, help="default: a temporary folder")
     args = ap.parse_args()
 
-    from trainer.model import ModelConfig
-    from trainer.train import TrainOptions, cross_validate
+    from trainer.train import cross_validate, train_options
     from wearmon.settings import Settings
 
-    cfg = ModelConfig(
-        epochs=args.epochs,
-        patience=args.patience,
-        schedule=args.schedule,
-        mirror=args.mirror,
-        mirror_tta=args.mirror_tta,
-        ensemble=args.ensemble,
-        label_smoothing=args.label_smoothing,
-        time_warp=args.time_warp,
-        rotate_deg=args.rotate_deg,
-        seed=args.seed,
-        **(
-            {"conv_filters": tuple(int(v) for v in args.filters.split(","))} if args.filters else {}
-        ),
-        **({"lstm_units": args.lstm_units} if args.lstm_units else {}),
-    )
-    opts = TrainOptions(config=cfg, train_hop=args.train_hop, val_fraction=args.val_fraction)
+    baseline = {} if args.preset else {"epochs": 40, "patience": 10}
+    explicit = {
+        "epochs": args.epochs,
+        "patience": args.patience,
+        "train_hop": args.train_hop,
+        "schedule": args.schedule,
+        "val_fraction": args.val_fraction,
+        "mirror": args.mirror,
+        "mirror_tta": args.mirror_tta,
+        "ensemble": args.ensemble,
+        "label_smoothing": args.label_smoothing,
+        "time_warp": args.time_warp,
+        "rotate_deg": args.rotate_deg,
+        "conv_filters": [int(v) for v in args.filters.split(",")] if args.filters else None,
+        "lstm_units": args.lstm_units,
+        "seed": args.seed,
+    }
+    overrides = {**baseline, **{k: v for k, v in explicit.items() if v is not None}}
+    opts = train_options(args.preset, overrides)
     only = [int(v) for v in args.only_folds.split(",")] if args.only_folds else None
     with tempfile.TemporaryDirectory() as tmp:
         settings = Settings(data_dir=args.data_dir or Path(tmp))

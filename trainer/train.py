@@ -54,6 +54,47 @@ class TrainOptions:
     run_name: str | None = None
 
 
+#: Named recipes for ``wearmon train --preset NAME`` (and ``benchmarks/bench_train.py``):
+#: ModelConfig fields plus the TrainOptions fields in ``PRESET_OPTION_FIELDS``. "default" is
+#: quick (the demo's); "accurate" is the best recipe of the subject-grouped 5-fold CV on the
+#: seglearn watch data (docs/training.md, recipe N: 90.5 +- 4.6 % accuracy with seed 42).
+PRESETS: dict[str, dict[str, Any]] = {
+    "default": {},
+    "accurate": {
+        "epochs": 40,
+        "schedule": "cosine",
+        "val_fraction": 0.0,
+        "mirror": True,
+        "mirror_tta": True,
+        "time_warp": 0.2,
+        "rotate_deg": 30.0,
+        "label_smoothing": 0.1,
+        "conv_filters": [64, 128],
+        "lstm_units": 64,
+    },
+}
+PRESET_OPTION_FIELDS = ("val_fraction", "train_hop")
+
+
+def train_options(
+    preset: str | None = None, overrides: dict[str, Any] | None = None, **options: Any
+) -> TrainOptions:
+    """TrainOptions from a named preset, then ``overrides`` on top (a None value = not set).
+    Keys of both: ModelConfig fields and ``PRESET_OPTION_FIELDS``; ``options``: any other
+    TrainOptions field (data, subjects, ...)."""
+    name = preset or "default"
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r}: choose one of {', '.join(PRESETS)}")
+    merged = {**PRESETS[name], **{k: v for k, v in (overrides or {}).items() if v is not None}}
+    known = set(ModelConfig.__dataclass_fields__) | set(PRESET_OPTION_FIELDS)
+    unknown = sorted(set(merged) - known)
+    if unknown:
+        raise ConfigError(f"not a training setting: {', '.join(unknown)}")
+    opt = {k: merged.pop(k) for k in PRESET_OPTION_FIELDS if k in merged}
+    config = ModelConfig.from_dict({**ModelConfig().to_dict(), **merged})
+    return TrainOptions(config=config, **opt, **options)
+
+
 @dataclass
 class TrainResult:
     run_id: str

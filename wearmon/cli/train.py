@@ -24,6 +24,12 @@ def train_cmd(
         help="seglearn | adamsense:PATH | recording:[SUBJECT=]PATH[,PATH][;...]",
     ),
     cv: int = typer.Option(0, "--cv", help="K-fold cross-validation by subject (no registration)."),
+    preset: str = typer.Option(
+        None,
+        "--preset",
+        help="Named recipe: default (quick) | accurate (the best 5-fold CV recipe, "
+        "docs/training.md; about 2.5 min per training on 2 cores). Flags given override it.",
+    ),
     epochs: int = typer.Option(
         None, "--epochs", help="Maximum epochs (early stopping may end sooner)."
     ),
@@ -56,11 +62,14 @@ def train_cmd(
     schedule: str = typer.Option(None, "--schedule", help="Learning rate: plateau | cosine."),
     label_smoothing: float = typer.Option(None, "--label-smoothing"),
     val_fraction: float = typer.Option(
-        0.1,
+        None,
         "--val-fraction",
-        help="Share of training subjects held out for early stopping; 0: fixed epochs.",
+        help="Share of training subjects held out for early stopping (default 0.1); 0: fixed "
+        "epochs.",
     ),
-    train_hop: int = typer.Option(50, "--train-hop", help="Hop of training windows (samples)."),
+    train_hop: int = typer.Option(
+        None, "--train-hop", help="Hop of training windows in samples (default 50)."
+    ),
     test_fraction: float = typer.Option(0.2, "--test-fraction", help="Share of subjects held out."),
     subjects: str = typer.Option(None, "--subjects", help="Only these subjects, e.g. 1,2,3."),
     init_from: str = typer.Option(
@@ -74,8 +83,7 @@ def train_cmd(
 ) -> None:
     """Train the 1D-CNN-BiLSTM (tracked in MLflow, registered with metadata and reference
     profile); with --cv K, estimate accuracy by subject-grouped K-fold cross-validation."""
-    from trainer.model import ModelConfig
-    from trainer.train import TrainOptions, cross_validate, train
+    from trainer.train import cross_validate, train, train_options
 
     settings = settings_of(ctx)
     overrides = {
@@ -93,24 +101,21 @@ def train_cmd(
         "label_smoothing": label_smoothing,
         "time_warp": time_warp,
         "rotate_deg": rotate_deg,
+        "val_fraction": val_fraction,
+        "train_hop": train_hop,
+        # switches: given = on; not given = the preset's value
+        "conv_filters": [int(v) for v in filters.split(",") if v.strip()] if filters else None,
+        "augment": False if no_augment else None,
+        "mirror": True if mirror else None,
+        "mirror_tta": True if mirror_tta else None,
     }
-    cfg = {k: v for k, v in overrides.items() if v is not None}
-    if filters:
-        cfg["conv_filters"] = [int(v) for v in filters.split(",") if v.strip()]
-    if no_augment:
-        cfg["augment"] = False
-    if mirror:
-        cfg["mirror"] = True
-    if mirror_tta:
-        cfg["mirror_tta"] = True
     if freeze_conv and not init_from:
         raise typer.BadParameter("--freeze-conv needs --init-from")
-    opts = TrainOptions(
+    opts = train_options(
+        preset,
+        overrides,
         data=data,
-        config=ModelConfig.from_dict({**ModelConfig().to_dict(), **cfg}),
-        train_hop=train_hop,
         test_fraction=test_fraction,
-        val_fraction=val_fraction,
         subjects=tuple(s.strip() for s in subjects.split(",")) if subjects else None,
         init_from=init_from,
         freeze_conv=freeze_conv,

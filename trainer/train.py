@@ -57,7 +57,8 @@ class TrainOptions:
 #: Named recipes for ``wearmon train --preset NAME`` (and ``benchmarks/bench_train.py``):
 #: ModelConfig fields plus the TrainOptions fields in ``PRESET_OPTION_FIELDS``. "default" is
 #: quick (the demo's); "accurate" is the best recipe of the subject-grouped 5-fold CV on the
-#: seglearn watch data (docs/training.md, recipe N: 90.5 +- 4.6 % accuracy with seed 42).
+#: seglearn watch data (docs/training.md, recipe N: 90.5 % accuracy with seed 42, 90.1 % on
+#: average over seeds 42-44).
 PRESETS: dict[str, dict[str, Any]] = {
     "default": {},
     "accurate": {

@@ -28,7 +28,7 @@ def train_cmd(
         None,
         "--preset",
         help="Named recipe: default (quick) | accurate (the best 5-fold CV recipe, "
-        "docs/training.md; about 2.5 min per training on 2 cores). Flags given override it.",
+        "docs/training.md; about 3 min per training on 2 cores). Flags given override it.",
     ),
     epochs: int = typer.Option(
         None, "--epochs", help="Maximum epochs (early stopping may end sooner)."

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -36,3 +38,24 @@ def thesis_dir() -> Path:
     if not (THESIS / "model.keras").is_file():
         pytest.skip(f"thesis model not found at {THESIS}")
     return THESIS
+
+
+@pytest.fixture
+def cli_error(capsys: pytest.CaptureFixture[str]) -> Callable[[list[str]], list[str]]:
+    """Run ``wearmon ARGS`` through the CLI's entry point, expect exit status 1 and return
+    the stderr lines."""
+
+    def run(args: list[str]) -> list[str]:
+        from wearmon.cli.main import main
+
+        argv = sys.argv
+        try:
+            sys.argv = ["wearmon", *args]
+            with pytest.raises(SystemExit) as exc:
+                main()
+        finally:
+            sys.argv = argv
+        assert exc.value.code == 1
+        return capsys.readouterr().err.strip().splitlines()
+
+    return run

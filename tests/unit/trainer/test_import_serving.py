@@ -79,20 +79,8 @@ def test_import_rejects_wrong_shape_and_class_mismatch(settings: Settings, tmp_p
     assert registry.list_versions(settings) == []  # nothing registered by a failed import
 
 
-def test_cli_error_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    import sys
-
-    from wearmon.cli.main import main
-
-    argv = sys.argv
-    try:
-        sys.argv = ["wearmon", "model", "inspect", str(tmp_path / "nope.keras")]
-        with pytest.raises(SystemExit) as exc:
-            main()
-    finally:
-        sys.argv = argv
-    assert exc.value.code == 1
-    err = capsys.readouterr().err.strip().splitlines()
+def test_cli_error_is_one_line(tmp_path: Path, cli_error) -> None:
+    err = cli_error(["model", "inspect", str(tmp_path / "nope.keras")])
     assert err[-1].startswith("error: ") and "Traceback" not in "\n".join(err)
 
 

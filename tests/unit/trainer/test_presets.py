@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-
 import pytest
 
 from trainer.model import ModelConfig
@@ -30,21 +28,10 @@ def test_explicit_settings_override_the_preset() -> None:
     assert opts.config.lstm_units == 64  # the rest stays the preset's
 
 
-def test_unknown_preset_or_setting_is_a_config_error(capsys: pytest.CaptureFixture[str]) -> None:
+def test_unknown_preset_or_setting_is_a_config_error(cli_error) -> None:
     with pytest.raises(ConfigError, match="unknown preset 'fast'"):
         train_options("fast")
     with pytest.raises(ConfigError, match="not a training setting: epoch"):
         train_options(None, {"epoch": 3})
-
-    from wearmon.cli.main import main
-
-    argv = sys.argv
-    try:
-        sys.argv = ["wearmon", "train", "--preset", "fast", "--no-register"]
-        with pytest.raises(SystemExit) as exc:
-            main()
-    finally:
-        sys.argv = argv
-    assert exc.value.code == 1
-    err = capsys.readouterr().err.strip().splitlines()
+    err = cli_error(["train", "--preset", "fast", "--no-register"])
     assert err[-1] == "error: unknown preset 'fast': choose one of default, accurate"

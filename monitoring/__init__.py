@@ -1,4 +1,4 @@
-"""Drift checks, the retraining trigger policy and dashboards (DESIGN.md section 7).
+"""Drift checks, the retraining trigger policy and dashboards (docs/signals.md, "Features").
 
 Not built yet. What it will consume already exists: the live per-window features in the
 Redis stream ``feat:live`` (written by the stream processor, names in ``feat:names``), each

@@ -18,7 +18,7 @@ from wearmon.errors import SchemaError
 SCHEMA_VERSION = 1
 
 Sensor = Literal["accel", "gyro"]
-#: Canonical units on the wire and in memory (DESIGN.md section 3).
+#: Canonical units on the wire and in memory (docs/signals.md, "Units").
 CANONICAL_UNITS: dict[str, str] = {"accel": "m/s2", "gyro": "deg/s"}
 
 

@@ -1,4 +1,4 @@
-"""Per-window features for drift checks and reference profiles (DESIGN.md section 7).
+"""Per-window features for drift checks and reference profiles (docs/signals.md, "Features").
 
 Per channel (Ax..Gz): mean, std, min, max, energy (mean of squares) and dominant frequency
 (Hz, the strongest non-DC bin of the de-meaned window's spectrum). Plus the mean and std of

@@ -1,6 +1,6 @@
 """Readers for every recording format wearmon accepts, all returning :class:`Recording`.
 
-Formats (DESIGN.md section 4):
+Formats (docs/signals.md, "Formats"):
 
 - Garmin-style Excel pair: one file per sensor, one row per batch of ~25 samples, list cells
   (:func:`read_garmin_pair`), with an optional ``<stamp>-labels.csv`` sidecar;

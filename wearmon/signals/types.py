@@ -1,4 +1,4 @@
-"""Canonical in-memory forms of wearable data (DESIGN.md section 3).
+"""Canonical in-memory forms of wearable data (docs/signals.md).
 
 - time: int64 epoch milliseconds, UTC, per sample
 - channels, in order: Ax, Ay, Az (m/s^2), Gx, Gy, Gz (deg/s)

@@ -17,6 +17,6 @@ def test_load_seglearn_watch() -> None:
     assert 8.0 < mag < 12.0
     assert sum(len(x.accel) for x in recs) == 244_102
     total = sum(len(window_recording(x).windows) for x in recs)
-    assert total == 2229  # DESIGN.md section 10: 2,229 windows of 200 x 6
+    assert total == 2229  # 2,229 windows of 200 x 6 (docs/training.md)
     w = window_recording(recs[5]).windows
     assert w.labels is not None and set(w.labels) == {recs[5].labels[0].label}

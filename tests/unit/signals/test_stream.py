@@ -1,4 +1,4 @@
-"""The incremental windower emits exactly the batch windows (DESIGN.md section 2)."""
+"""The incremental windower emits exactly the batch windows."""
 
 from __future__ import annotations
 

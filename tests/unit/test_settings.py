@@ -14,11 +14,11 @@ def test_local_addresses_follow_the_stack_ports() -> None:
 def test_environment_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("WEARMON_KAFKA__BOOTSTRAP_SERVERS", "broker-a:9092,broker-b:9092")
     monkeypatch.setenv("WEARMON_REDIS__PASSWORD", "s3cret")
-    monkeypatch.setenv("WEARMON_STREAM__BATCH_MAX", "64")
+    monkeypatch.setenv("WEARMON_STREAM__BATCH_MAX", "96")
     s = Settings()
     assert s.kafka.bootstrap_servers == "broker-a:9092,broker-b:9092"
     assert s.kafka.faust_broker_url() == "kafka://broker-a:9092;kafka://broker-b:9092"
-    assert s.stream.batch_max == 64
+    assert s.stream.batch_max == 96  # not the default (64)
     assert s.redis.client_kwargs()["password"] == "s3cret"
     # Secrets never show in the repr (which is what logs would print).
     assert "s3cret" not in repr(s)

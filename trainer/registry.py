@@ -48,20 +48,23 @@ def client(settings: Settings) -> Any:
         (settings.data_dir / "mlflow").mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(settings.tracking_uri)
     mlflow.set_registry_uri(settings.tracking_uri)
-    return MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri)
+    with registry_call(settings, "open the store"):
+        return MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri)
 
 
 def experiment_id(settings: Settings, name: str) -> str:
     """Get or create an experiment whose artifacts go to ``settings.artifact_dir``."""
     c = client(settings)
-    exp = c.get_experiment_by_name(name)
+    with registry_call(settings, f"look up experiment {name}"):
+        exp = c.get_experiment_by_name(name)
     if exp is not None:
         return str(exp.experiment_id)
     location = None
     if not settings.mlflow_tracking_uri:
         settings.artifact_dir.mkdir(parents=True, exist_ok=True)
         location = settings.artifact_dir.as_uri()
-    return str(c.create_experiment(name, artifact_location=location))
+    with registry_call(settings, f"create experiment {name}"):
+        return str(c.create_experiment(name, artifact_location=location))
 
 
 def save_model_dir(
@@ -107,21 +110,21 @@ def register_dir(
     c.log_artifacts(run_id, str(model_dir), artifact_path=MODEL_ARTIFACT)
     run = c.get_run(run_id)
     source = f"{run.info.artifact_uri.rstrip('/')}/{MODEL_ARTIFACT}"
-    try:
-        c.get_registered_model(settings.model_name)
-    except Exception:
-        c.create_registered_model(
-            settings.model_name, description="wearmon activity classifier (200x6 windows)"
-        )
+    if _lookup(settings, "look up the model", c.get_registered_model, settings.model_name) is None:
+        with registry_call(settings, "create the registered model"):
+            c.create_registered_model(
+                settings.model_name, description="wearmon activity classifier (200x6 windows)"
+            )
     vtags = {
         "classes": ",".join(meta.get("classes", [])),
         "data_hash": str((meta.get("data") or {}).get("hash", "")),
         "window": str(meta.get("window", "")),
     }
     vtags.update(tags or {})
-    mv = c.create_model_version(
-        settings.model_name, source=source, run_id=run_id, tags=vtags, description=description
-    )
+    with registry_call(settings, "register a version"):
+        mv = c.create_model_version(
+            settings.model_name, source=source, run_id=run_id, tags=vtags, description=description
+        )
     log.info("registered %s version %s (run %s)", settings.model_name, mv.version, run_id)
     return str(mv.version)
 
@@ -190,38 +193,105 @@ def import_model(
         )
 
 
+# --- registry errors ----------------------------------------------------------------------
+
+_MISSING = "RESOURCE_DOES_NOT_EXIST"
+
+
+def is_missing(exc: BaseException) -> bool:
+    """True for MLflow's "does not exist" (the only error that means "not there")."""
+    from mlflow.exceptions import MlflowException
+
+    return isinstance(exc, MlflowException) and getattr(exc, "error_code", "") == _MISSING
+
+
+def _where(settings: Settings) -> str:
+    """The tracking URI without any user:password part (safe for messages)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    uri = settings.tracking_uri
+    parts = urlsplit(uri)
+    if parts.password or parts.username:
+        netloc = parts.hostname or ""
+        if parts.port:
+            netloc += f":{parts.port}"
+        uri = urlunsplit(parts._replace(netloc=netloc))
+    return uri
+
+
+def registry_error(settings: Settings, what: str, exc: BaseException) -> RegistryError:
+    """A one-line RegistryError for a failed registry call."""
+    text = str(getattr(exc, "message", None) or exc).strip()
+    first = text.splitlines()[0] if text else type(exc).__name__
+    if len(first) > 200:
+        first = first[:200] + "..."
+    return RegistryError(f"model registry {_where(settings)}: cannot {what}: {first}")
+
+
+@contextlib.contextmanager
+def registry_call(settings: Settings, what: str) -> Iterator[None]:
+    """Turn any failure of the registry calls inside into a one-line RegistryError."""
+    try:
+        yield
+    except RegistryError:
+        raise
+    except Exception as exc:  # wrapped at the boundary, with the cause chained
+        raise registry_error(settings, what, exc) from exc
+
+
+def _lookup(settings: Settings, what: str, fn: Any, *args: Any) -> Any | None:
+    """``fn(*args)``; None when MLflow says the thing does not exist, RegistryError for
+    any other failure."""
+    try:
+        return fn(*args)
+    except Exception as exc:
+        if is_missing(exc):
+            return None
+        raise registry_error(settings, what, exc) from exc
+
+
 # --- aliases ------------------------------------------------------------------------------
 
 
 def set_alias(settings: Settings, alias: str, version: str) -> None:
+    """Point ``alias`` at ``version`` (a low-level move: the champion alias is moved only
+    by :mod:`trainer.promotion`, which also publishes and records the change)."""
     c = client(settings)
-    try:
-        c.get_model_version(settings.model_name, str(version))
-    except Exception:
-        raise RegistryError(f"{settings.model_name} has no version {version}") from None
-    c.set_registered_model_alias(settings.model_name, alias, str(version))
+    got = _lookup(
+        settings,
+        f"look up version {version}",
+        c.get_model_version,
+        settings.model_name,
+        str(version),
+    )
+    if got is None:
+        raise RegistryError(f"{settings.model_name} has no version {version}")
+    with registry_call(settings, f"set alias {alias}"):
+        c.set_registered_model_alias(settings.model_name, alias, str(version))
     log.info("alias %s of %s -> version %s", alias, settings.model_name, version)
 
 
 def alias_version(settings: Settings, alias: str = CHAMPION) -> str | None:
-    """The version an alias points to, or None (no such model or alias)."""
+    """The version an alias points to; None when there is no such model or alias.
+    Any other registry failure is a RegistryError (never "no such alias")."""
     c = client(settings)
-    try:
-        return str(c.get_model_version_by_alias(settings.model_name, alias).version)
-    except Exception:
+    rm = _lookup(settings, "look up the model", c.get_registered_model, settings.model_name)
+    if rm is None:
         return None
+    v = (rm.aliases or {}).get(alias)
+    return None if v is None else str(v)
 
 
 def list_versions(settings: Settings) -> list[dict[str, Any]]:
     c = client(settings)
-    try:
-        rm = c.get_registered_model(settings.model_name)
-    except Exception:
+    rm = _lookup(settings, "look up the model", c.get_registered_model, settings.model_name)
+    if rm is None:
         return []
     aliases: dict[str, list[str]] = {}
     for a, v in (rm.aliases or {}).items():
         aliases.setdefault(str(v), []).append(a)
-    versions = c.search_model_versions(f"name='{settings.model_name}'")
+    with registry_call(settings, "list versions"):
+        versions = c.search_model_versions(f"name='{settings.model_name}'")
     rows = [
         {
             "version": str(v.version),
@@ -264,14 +334,15 @@ def version_dir(settings: Settings, version: str) -> Path:
     if (dest / METADATA_FILE).is_file():
         return dest
     c = client(settings)
-    try:
-        mv = c.get_model_version(settings.model_name, version)
-    except Exception:
-        raise RegistryError(f"{settings.model_name} has no version {version}") from None
+    mv = _lookup(
+        settings, f"look up version {version}", c.get_model_version, settings.model_name, version
+    )
+    if mv is None:
+        raise RegistryError(f"{settings.model_name} has no version {version}")
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{version}-", dir=dest.parent))
     try:
-        with _quiet_downloads():
+        with _quiet_downloads(), registry_call(settings, f"download version {version}"):
             if mv.run_id:
                 got = mlflow.artifacts.download_artifacts(
                     run_id=mv.run_id,

@@ -13,6 +13,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from wearmon.redact import redact
+
 
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -58,21 +60,70 @@ class KafkaSettings(_Frozen):
 
 
 class RedisSettings(_Frozen):
-    #: unset means the local stack's server (``ports.redis``).
+    """The Redis server: address, password and TLS (docs/security.md).
+
+    TLS is on for a ``rediss://`` URL or with ``tls``; a ``redis://`` URL with ``tls`` is read
+    as ``rediss://``, so every client (sync, asyncio) makes the same verified TLS connection.
+    """
+
+    #: unset means the local stack's server (``ports.redis``). A password may be in the URL
+    #: (``redis://user:pass@host``); it is redacted wherever the URL is shown.
     url: str = ""
     password: SecretStr | None = None
     tls: bool = False
+    #: CA bundle that signed the server's certificate (the system CAs when unset).
+    tls_ca_file: Path | None = None
+    #: Client certificate and key, for a server that requires them (``tls-auth-clients``).
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    tls_key_password: SecretStr | None = None
+    #: Check that the server's certificate names the host of the URL.
+    tls_check_hostname: bool = True
     history_maxlen: int = Field(default=10_000, ge=1)
     history_ttl_s: int = Field(default=7 * 24 * 3600, ge=1)
     features_maxlen: int = Field(default=50_000, ge=1)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _tls_scheme(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        url = str(data.get("url") or "")
+        if url.startswith("rediss://"):
+            return {**data, "tls": True}
+        if str(data.get("tls", "")).lower() in ("1", "true", "yes", "on"):
+            if url.startswith("redis://"):
+                return {**data, "url": "rediss://" + url.removeprefix("redis://")}
+            if url:
+                raise ValueError(f"tls needs a redis:// or rediss:// URL, not {redact(url)}")
+        return data
+
     def client_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of ``redis.Redis.from_url(url, ...)`` (sync and asyncio)."""
         kw: dict[str, Any] = {}
         if self.password is not None:
             kw["password"] = self.password.get_secret_value()
-        if self.tls and self.url.startswith("redis://"):
-            kw["ssl"] = True
+        if self.tls:
+            kw["ssl_cert_reqs"] = "required"
+            kw["ssl_check_hostname"] = self.tls_check_hostname
+            if self.tls_ca_file is not None:
+                kw["ssl_ca_certs"] = str(self.tls_ca_file)
+            if self.tls_cert_file is not None:
+                kw["ssl_certfile"] = str(self.tls_cert_file)
+            if self.tls_key_file is not None:
+                kw["ssl_keyfile"] = str(self.tls_key_file)
+            if self.tls_key_password is not None:
+                kw["ssl_password"] = self.tls_key_password.get_secret_value()
         return kw
+
+    @property
+    def display_url(self) -> str:
+        """The URL with any password masked: the only form to print or log."""
+        return redact(self.url)
+
+    def __repr_args__(self) -> Any:
+        for name, value in super().__repr_args__():
+            yield name, (redact(value) if name == "url" and isinstance(value, str) else value)
 
 
 class StackPorts(_Frozen):
@@ -174,6 +225,12 @@ class Settings(BaseSettings):
             if not sub.get(field):
                 data[key] = {**sub, field: value}
         return data
+
+    def __repr_args__(self) -> Any:
+        for name, value in super().__repr_args__():
+            if name == "mlflow_tracking_uri" and isinstance(value, str):
+                value = redact(value)
+            yield name, value
 
     @property
     def tracking_uri(self) -> str:

@@ -15,6 +15,7 @@ import typer
 
 from wearmon.cli import common, data, demo, model, process, replay, stack, train
 from wearmon.errors import WearmonError
+from wearmon.redact import install_log_redaction, redact
 
 app = typer.Typer(
     name="wearmon",
@@ -44,6 +45,7 @@ def _root(
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    install_log_redaction()
     ctx.obj = settings
 
 
@@ -51,7 +53,7 @@ def main() -> None:
     try:
         app()
     except WearmonError as exc:
-        typer.echo(f"error: {exc}", err=True)
+        typer.echo(f"error: {redact(str(exc))}", err=True)
         raise SystemExit(1) from None
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)

@@ -13,7 +13,7 @@ import sys
 
 import typer
 
-from wearmon.cli import common, data, demo, model, process, replay, stack, train
+from wearmon.cli import common, dashboards, data, demo, model, process, replay, stack, train
 from wearmon.errors import WearmonError
 from wearmon.redact import install_log_redaction, redact
 
@@ -27,6 +27,7 @@ app = typer.Typer(
 app.add_typer(stack.app, name="stack")
 app.add_typer(data.app, name="data")
 app.add_typer(model.app, name="model")
+app.add_typer(dashboards.app, name="dashboards")
 replay.register(app)
 train.register(app)
 process.register(app)

@@ -24,11 +24,14 @@ import subprocess
 import time
 import urllib.request
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from wearmon.errors import PrerequisiteError, StackError
+from pydantic import SecretStr
+
+from wearmon.errors import ConfigError, PrerequisiteError, StackError
 from wearmon.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -154,16 +157,163 @@ def new_cluster_id() -> str:
             return cid
 
 
+# --------------------------------------------------------------------------- Kafka config
+
+
+@dataclass(frozen=True)
+class SecureListener:
+    """A TLS client listener of the broker, SASL/PLAIN over TLS (``SASL_SSL``) or TLS alone.
+
+    ``keystore_pem`` holds the broker's private key (PKCS#8, unencrypted) and certificate
+    chain, ``truststore_pem`` the CA certificates; ``users`` the SASL/PLAIN accounts, the
+    first of them also the broker's own identity on its inter-broker connections.
+    """
+
+    keystore_pem: Path
+    truststore_pem: Path
+    users: tuple[tuple[str, str], ...] = ()
+    protocol: str = "SASL_SSL"
+
+
+def _listener_lines(settings: Settings, secure: SecureListener | None) -> list[str]:
+    p = settings.ports
+    proto = "PLAINTEXT" if secure is None else secure.protocol
+    lines = [
+        f"listeners={proto}://127.0.0.1:{p.kafka},CONTROLLER://127.0.0.1:{p.kafka_controller}",
+        f"advertised.listeners={proto}://127.0.0.1:{p.kafka}",
+        f"listener.security.protocol.map={proto}:{proto},CONTROLLER:PLAINTEXT",
+        f"inter.broker.listener.name={proto}",
+    ]
+    if secure is None:
+        return lines
+    lines += [
+        "ssl.keystore.type=PEM",
+        f"ssl.keystore.location={secure.keystore_pem}",
+        "ssl.truststore.type=PEM",
+        f"ssl.truststore.location={secure.truststore_pem}",
+    ]
+    if proto == "SASL_SSL":
+        if not secure.users:
+            raise StackError("a SASL_SSL listener needs at least one SASL/PLAIN user")
+        (admin, admin_pw), *_ = secure.users
+        accounts = " ".join(f'user_{u}="{pw}"' for u, pw in secure.users)
+        lines += [
+            "sasl.enabled.mechanisms=PLAIN",
+            "sasl.mechanism.inter.broker.protocol=PLAIN",
+            "listener.name.sasl_ssl.plain.sasl.jaas.config="
+            "org.apache.kafka.common.security.plain.PlainLoginModule required "
+            f'username="{admin}" password="{admin_pw}" {accounts};',
+        ]
+    return lines
+
+
+def kafka_server_properties(
+    settings: Settings, data: Path, secure: SecureListener | None = None
+) -> str:
+    """The single-node KRaft broker's ``server.properties`` (loopback listeners only)."""
+    lines = [
+        "process.roles=broker,controller",
+        "node.id=1",
+        f"controller.quorum.voters=1@127.0.0.1:{settings.ports.kafka_controller}",
+        *_listener_lines(settings, secure),
+        "controller.listener.names=CONTROLLER",
+        f"log.dirs={data}",
+        f"num.partitions={settings.kafka.partitions}",
+        "auto.create.topics.enable=true",
+        "offsets.topic.replication.factor=1",
+        "offsets.topic.num.partitions=1",
+        "transaction.state.log.replication.factor=1",
+        "transaction.state.log.min.isr=1",
+        "transaction.state.log.num.partitions=1",
+        "share.coordinator.state.topic.replication.factor=1",
+        "group.initial.rebalance.delay.ms=0",
+        "log.retention.hours=24",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+KAFKA_LOG4J = """\
+rootLogger.level=INFO
+rootLogger.appenderRef.stdout.ref=STDOUT
+appender.stdout.type=Console
+appender.stdout.name=STDOUT
+appender.stdout.layout.type=PatternLayout
+appender.stdout.layout.pattern=[%d] %p %m (%c)%n
+logger.kafka.name=kafka
+logger.kafka.level=WARN
+logger.apache.name=org.apache.kafka
+logger.apache.level=WARN
+logger.started.name=kafka.server.KafkaRaftServer
+logger.started.level=INFO
+"""
+
+
+def prepare_kafka(settings: Settings, d: Path, secure: SecureListener | None = None) -> list[str]:
+    """Write the broker's config into ``d``, format its storage once; the broker's argv.
+
+    The config file is private (mode 0600): with a SASL listener it holds the accounts.
+    """
+    libs = fetch_kafka(settings)
+    java = require("java")
+    data = d / "data"
+    d.mkdir(parents=True, exist_ok=True)
+    props = d / "server.properties"
+    write_private(props, kafka_server_properties(settings, data, secure))
+    (d / "log4j2.properties").write_text(KAFKA_LOG4J)
+    classpath = f"{libs}/*"
+    if not (data / "meta.properties").is_file():
+        cluster_id = new_cluster_id()
+        fmt = subprocess.run(
+            [java, "-cp", classpath, "kafka.tools.StorageTool", "format",
+             "-t", cluster_id, "-c", str(props)],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        if fmt.returncode != 0:
+            last = (fmt.stdout + fmt.stderr).strip().splitlines()[-1:] or ["no output"]
+            raise StackError(f"formatting Kafka storage in {data} failed: {last[0]}")
+    return [
+        java,
+        "-Xms256m",
+        "-Xmx512m",
+        "-XX:+UseG1GC",
+        "-Djava.awt.headless=true",
+        f"-Dlog4j2.configurationFile={d / 'log4j2.properties'}",
+        "-cp",
+        classpath,
+        "kafka.Kafka",
+        str(props),
+    ]
+
+
+def redis_quote(directive: str, value: SecretStr) -> str:
+    """One ``redis.conf`` line setting ``directive`` to a secret, quoted for Redis."""
+    raw = value.get_secret_value()
+    escaped = raw.replace("\\", "\\\\").replace('"', '\\"')
+    if any(c in raw for c in "\r\n\0"):
+        raise ConfigError(f"the {directive} value contains a line break or NUL character")
+    return f'{directive} "{escaped}"\n'
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` readable by its owner only (mode 0600 from the start)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        os.fchmod(fh.fileno(), 0o600)
+        fh.write(text)
+
+
 # --------------------------------------------------------------------------- readiness
 
 
-def kafka_ready(bootstrap: str, timeout: float = 2.0) -> bool:
+def kafka_ready(bootstrap: str, timeout: float = 2.0, conf: dict[str, Any] | None = None) -> bool:
+    """True once the broker answers a metadata request (``conf``: client security settings)."""
     host, _, port = bootstrap.split(",")[0].rpartition(":")
     if not port_open(int(port), host or "127.0.0.1"):
         return False
     from confluent_kafka.admin import AdminClient
 
-    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
+    admin = AdminClient({**(conf or {}), "bootstrap.servers": bootstrap, "log_level": 0})
     try:
         md = admin.list_topics(timeout=timeout)
     except Exception:
@@ -171,11 +321,11 @@ def kafka_ready(bootstrap: str, timeout: float = 2.0) -> bool:
     return bool(md.brokers)
 
 
-def redis_ready(url: str, password: str | None = None) -> bool:
+def redis_ready(url: str, password: str | None = None, **kwargs: Any) -> bool:
     import redis
 
     try:
-        client = redis.Redis.from_url(url, password=password, socket_timeout=1.0)
+        client = redis.Redis.from_url(url, password=password, socket_timeout=1.0, **kwargs)
         try:
             return bool(client.ping())
         finally:
@@ -253,89 +403,19 @@ class LocalStack:
 
     # -- service definitions
     def _kafka_argv(self) -> list[str]:
-        libs = fetch_kafka(self.settings)
-        java = require("java")
-        d = self.root / "kafka"
-        data = d / "data"
-        d.mkdir(parents=True, exist_ok=True)
-        p = self.settings.ports
-        props = d / "server.properties"
-        props.write_text(
-            "\n".join(
-                [
-                    "process.roles=broker,controller",
-                    "node.id=1",
-                    f"controller.quorum.voters=1@127.0.0.1:{p.kafka_controller}",
-                    f"listeners=PLAINTEXT://127.0.0.1:{p.kafka},"
-                    f"CONTROLLER://127.0.0.1:{p.kafka_controller}",
-                    f"advertised.listeners=PLAINTEXT://127.0.0.1:{p.kafka}",
-                    "controller.listener.names=CONTROLLER",
-                    "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
-                    "inter.broker.listener.name=PLAINTEXT",
-                    f"log.dirs={data}",
-                    f"num.partitions={self.settings.kafka.partitions}",
-                    "auto.create.topics.enable=true",
-                    "offsets.topic.replication.factor=1",
-                    "offsets.topic.num.partitions=1",
-                    "transaction.state.log.replication.factor=1",
-                    "transaction.state.log.min.isr=1",
-                    "transaction.state.log.num.partitions=1",
-                    "share.coordinator.state.topic.replication.factor=1",
-                    "group.initial.rebalance.delay.ms=0",
-                    "log.retention.hours=24",
-                    "",
-                ]
-            )
-        )
-        (d / "log4j2.properties").write_text(
-            "\n".join(
-                [
-                    "rootLogger.level=INFO",
-                    "rootLogger.appenderRef.stdout.ref=STDOUT",
-                    "appender.stdout.type=Console",
-                    "appender.stdout.name=STDOUT",
-                    "appender.stdout.layout.type=PatternLayout",
-                    "appender.stdout.layout.pattern=[%d] %p %m (%c)%n",
-                    "logger.kafka.name=kafka",
-                    "logger.kafka.level=WARN",
-                    "logger.apache.name=org.apache.kafka",
-                    "logger.apache.level=WARN",
-                    "logger.started.name=kafka.server.KafkaRaftServer",
-                    "logger.started.level=INFO",
-                    "",
-                ]
-            )
-        )
-        classpath = f"{libs}/*"
-        if not (data / "meta.properties").is_file():
-            cluster_id = new_cluster_id()
-            fmt = subprocess.run(
-                [java, "-cp", classpath, "kafka.tools.StorageTool", "format",
-                 "-t", cluster_id, "-c", str(props)],
-                capture_output=True, text=True, check=False,
-            )  # fmt: skip
-            if fmt.returncode != 0:
-                last = (fmt.stdout + fmt.stderr).strip().splitlines()[-1:] or ["no output"]
-                raise StackError(f"formatting Kafka storage in {data} failed: {last[0]}")
-        return [
-            java,
-            "-Xms256m",
-            "-Xmx512m",
-            "-XX:+UseG1GC",
-            "-Djava.awt.headless=true",
-            f"-Dlog4j2.configurationFile={d / 'log4j2.properties'}",
-            "-cp",
-            classpath,
-            "kafka.Kafka",
-            str(props),
-        ]
+        return prepare_kafka(self.settings, self.root / "kafka")
 
     def _redis_argv(self) -> list[str]:
         exe = require("redis-server")
         d = self.root / "redis"
         d.mkdir(parents=True, exist_ok=True)
+        # The password goes into a private config file, never on the command line (`ps`).
+        conf = d / "redis.conf"
+        pw = self.settings.redis.password
+        write_private(conf, "" if pw is None else redis_quote("requirepass", pw))
         argv = [
             exe,
+            str(conf),
             "--bind", "127.0.0.1",
             "--port", str(self.settings.ports.redis),
             "--dir", str(d),
@@ -343,8 +423,6 @@ class LocalStack:
             "--appendonly", "yes",
             "--save", "",
         ]  # fmt: skip
-        if self.settings.redis.password is not None:
-            argv += ["--requirepass", self.settings.redis.password.get_secret_value()]
         return argv
 
     def prometheus_config(self) -> str:
@@ -388,19 +466,24 @@ class LocalStack:
             f"--config.file={cfg}",
             f"--storage.tsdb.path={d / 'tsdb'}",
             f"--web.listen-address=127.0.0.1:{self.settings.ports.prometheus}",
-            "--web.enable-lifecycle",
             "--storage.tsdb.retention.time=2d",
         ]
 
     # -- lifecycle
-    def up(self, timeout: float = 90.0) -> dict[str, float]:
-        """Start every service that is not running and wait until all are ready.
+    def up(self, timeout: float = 90.0, services: Sequence[str] = SERVICES) -> dict[str, float]:
+        """Start every service (of ``services``) that is not running and wait until all are
+        ready.
 
         Returns the seconds each service took to become ready (0 for one already running).
         """
-        for prog in ("java", "redis-server", "prometheus"):
-            require(prog)
-        fetch_kafka(self.settings)
+        unknown = sorted(set(services) - set(SERVICES))
+        if unknown:
+            raise StackError(f"unknown stack service {unknown[0]!r}; known: {', '.join(SERVICES)}")
+        programs = {"kafka": "java", "redis": "redis-server", "prometheus": "prometheus"}
+        for name in services:
+            require(programs[name])
+        if "kafka" in services:
+            fetch_kafka(self.settings)
         state = self._load_state()
         self.logs.mkdir(parents=True, exist_ok=True)
         builders: dict[str, Callable[[], list[str]]] = {
@@ -412,7 +495,7 @@ class LocalStack:
         started: dict[str, subprocess.Popen[bytes]] = {}
         timings: dict[str, float] = {}
         try:
-            for name in SERVICES:
+            for name in (n for n in SERVICES if n in services):
                 entry = state.get(name)
                 if entry and pid_alive(int(str(entry["pid"]))):
                     timings[name] = 0.0

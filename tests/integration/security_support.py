@@ -1,0 +1,219 @@
+"""Helpers of the security tests: a throw-away PKI, a TLS-only Redis and a SASL_SSL broker.
+
+Certificates are made here with the ``cryptography`` package (EC P-256, valid one day): a CA,
+a server certificate for 127.0.0.1/localhost signed by it, a client certificate, and a second,
+unrelated CA for the negative tests.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from wearmon.settings import KafkaSettings, Settings
+from wearmon.stack import (
+    SecureListener,
+    free_port,
+    kafka_ready,
+    prepare_kafka,
+    redis_ready,
+    require,
+    write_private,
+)
+
+
+@dataclass(frozen=True)
+class Pki:
+    ca: Path  # the CA that signed server and client
+    other_ca: Path  # an unrelated CA (signed nothing here)
+    server_cert: Path
+    server_key: Path
+    server_keystore: Path  # key + certificate chain in one PEM file (Kafka's PEM keystore)
+    client_cert: Path
+    client_key: Path
+
+
+def _name(cn: str) -> Any:
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+
+def _cert(subject: str, key: Any, issuer: str, issuer_key: Any, *, ca: bool, san: bool) -> Any:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+
+    now = dt.datetime.now(dt.UTC)
+    b = (
+        x509.CertificateBuilder()
+        .subject_name(_name(subject))
+        .issuer_name(_name(issuer))
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+    )
+    if san:
+        b = b.add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
+    return b.sign(issuer_key, hashes.SHA256())
+
+
+def make_pki(d: Path) -> Pki:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    d.mkdir(parents=True, exist_ok=True)
+
+    def key() -> Any:
+        return ec.generate_private_key(ec.SECP256R1())
+
+    def pem_cert(c: Any) -> bytes:
+        return bytes(c.public_bytes(serialization.Encoding.PEM))
+
+    def pem_key(k: Any) -> bytes:
+        return bytes(
+            k.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+
+    ca_key, other_key, srv_key, cli_key = key(), key(), key(), key()
+    ca = _cert("wearmon test CA", ca_key, "wearmon test CA", ca_key, ca=True, san=False)
+    other = _cert("unrelated CA", other_key, "unrelated CA", other_key, ca=True, san=False)
+    srv = _cert("127.0.0.1", srv_key, "wearmon test CA", ca_key, ca=False, san=True)
+    cli = _cert("wearmon-client", cli_key, "wearmon test CA", ca_key, ca=False, san=False)
+    pki = Pki(
+        ca=d / "ca.pem",
+        other_ca=d / "other-ca.pem",
+        server_cert=d / "server.pem",
+        server_key=d / "server.key",
+        server_keystore=d / "server-keystore.pem",
+        client_cert=d / "client.pem",
+        client_key=d / "client.key",
+    )
+    pki.ca.write_bytes(pem_cert(ca))
+    pki.other_ca.write_bytes(pem_cert(other))
+    pki.server_cert.write_bytes(pem_cert(srv) + pem_cert(ca))
+    pki.client_cert.write_bytes(pem_cert(cli))
+    for path, k in ((pki.server_key, srv_key), (pki.client_key, cli_key)):
+        path.write_bytes(pem_key(k))
+        path.chmod(0o600)
+    pki.server_keystore.write_bytes(pem_key(srv_key) + pem_cert(srv) + pem_cert(ca))
+    pki.server_keystore.chmod(0o600)
+    return pki
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+
+
+@contextmanager
+def tls_redis(d: Path, pki: Pki, password: str) -> Iterator[int]:
+    """A redis-server that only speaks TLS (``port 0``), requires a client certificate
+    signed by the CA and a password; yields its TLS port."""
+    exe = require("redis-server")
+    port = free_port()
+    conf = d / "redis-tls.conf"
+    write_private(
+        conf,
+        "\n".join(
+            [
+                "bind 127.0.0.1",
+                "port 0",
+                f"tls-port {port}",
+                f"tls-cert-file {pki.server_cert}",
+                f"tls-key-file {pki.server_key}",
+                f"tls-ca-cert-file {pki.ca}",
+                "tls-auth-clients yes",
+                f'requirepass "{password}"',
+                f"dir {d}",
+                'save ""',
+                "appendonly no",
+                "",
+            ]
+        ),
+    )
+    log = open(d / "redis-tls.log", "ab")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen([exe, str(conf)], stdout=log, stderr=subprocess.STDOUT)
+    kwargs = {
+        "ssl_ca_certs": str(pki.ca),
+        "ssl_certfile": str(pki.client_cert),
+        "ssl_keyfile": str(pki.client_key),
+    }
+    try:
+        deadline = time.monotonic() + 20
+        while not redis_ready(f"rediss://127.0.0.1:{port}/0", password, **kwargs):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"TLS redis did not start: {(d / 'redis-tls.log').read_text()}")
+            time.sleep(0.1)
+        yield port
+    finally:
+        _stop(proc)
+        log.close()
+
+
+SASL_USERS = (("broker", "broker-pw-7f3a"), ("wearmon", "wearmon-pw-91c2"))
+
+
+def secure_kafka_settings(settings: Settings, pki: Pki) -> Settings:
+    """``settings`` pointed at the SASL_SSL broker as the ``wearmon`` SASL user."""
+    user, password = SASL_USERS[1]
+    kafka = KafkaSettings.model_validate(
+        {
+            **settings.kafka.model_dump(),
+            "security_protocol": "SASL_SSL",
+            "sasl_mechanism": "PLAIN",
+            "sasl_username": user,
+            "sasl_password": password,
+            "ssl_cafile": pki.ca,
+        }
+    )
+    return settings.model_copy(update={"kafka": kafka})
+
+
+@contextmanager
+def sasl_ssl_kafka(d: Path, pki: Pki, settings: Settings) -> Iterator[Path]:
+    """A single-node KRaft broker whose only client listener is SASL_SSL (SASL/PLAIN);
+    ``settings`` gives its ports. Yields the broker's log file."""
+    secure = SecureListener(
+        keystore_pem=pki.server_keystore, truststore_pem=pki.ca, users=SASL_USERS
+    )
+    argv = prepare_kafka(settings, d / "kafka", secure)
+    logf = d / "kafka.log"
+    out = open(logf, "ab")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen(
+        argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=d
+    )
+    conf = secure_kafka_settings(settings, pki).kafka.confluent_config()
+    try:
+        deadline = time.monotonic() + 90
+        while not kafka_ready(settings.kafka.bootstrap_servers, conf=conf):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"SASL_SSL broker did not start: {logf.read_text()[-3000:]}")
+            time.sleep(0.3)
+        yield logf
+    finally:
+        _stop(proc)
+        out.close()

@@ -1,0 +1,280 @@
+"""Kafka over SASL_SSL, for real: a KRaft broker whose only client listener is SASL/PLAIN
+over TLS (certificates made in the test), reached by the admin path (topic creation), the
+replay producer (``wearmon replay``), Faust's clients with the credentials wearmon builds,
+and a whole ``wearmon process`` worker that also writes to a TLS-only Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from stream_processor.app import ensure_topics, faust_credentials
+from tests.integration.security_support import (
+    SASL_USERS,
+    Pki,
+    make_pki,
+    sasl_ssl_kafka,
+    secure_kafka_settings,
+    tls_redis,
+)
+from wearmon.settings import Settings
+from wearmon.stack import free_port, kafka_ready
+
+pytestmark = pytest.mark.integration
+
+REDIS_PASSWORD = "kafka-test-redis-pw-3b7"
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    return make_pki(tmp_path_factory.mktemp("kpki"))
+
+
+@pytest.fixture(scope="module")
+def broker(tmp_path_factory: pytest.TempPathFactory, pki: Pki) -> Iterator[tuple[Settings, Path]]:
+    """(settings of a SASL_SSL client of the broker, the broker's log file)."""
+    d = tmp_path_factory.mktemp("sasl-broker")
+    base = Settings(
+        data_dir=d / "data",
+        ports={"kafka": free_port(), "kafka_controller": free_port()},
+        kafka={"partitions": 2},
+    )
+    with sasl_ssl_kafka(d, pki, base) as log:
+        yield secure_kafka_settings(base, pki), log
+
+
+@pytest.fixture(scope="module")
+def redis_port(tmp_path_factory: pytest.TempPathFactory, pki: Pki) -> Iterator[int]:
+    with tls_redis(tmp_path_factory.mktemp("kredis"), pki, REDIS_PASSWORD) as port:
+        yield port
+
+
+def _topics(settings: Settings) -> Settings:
+    run = uuid.uuid4().hex[:8]
+    kafka = settings.kafka.model_copy(
+        update={
+            "samples_topic": f"s.samples.{run}",
+            "predictions_topic": f"s.pred.{run}",
+            "labels_topic": f"s.labels.{run}",
+            "deadletter_topic": f"s.dl.{run}",
+        }
+    )
+    return settings.model_copy(update={"kafka": kafka})
+
+
+def _env(settings: Settings, pki: Pki, repo_root: Path, **over: str) -> dict[str, str]:
+    k = settings.kafka
+    env = {key: v for key, v in os.environ.items() if not key.startswith("WEARMON_")}
+    assert k.sasl_username is not None and k.sasl_password is not None
+    env.update(
+        {
+            "WEARMON_DATA_DIR": str(settings.data_dir),
+            "WEARMON_PORTS__KAFKA": str(settings.ports.kafka),
+            "WEARMON_PORTS__KAFKA_CONTROLLER": str(settings.ports.kafka_controller),
+            "WEARMON_KAFKA__SECURITY_PROTOCOL": "SASL_SSL",
+            "WEARMON_KAFKA__SASL_MECHANISM": "PLAIN",
+            "WEARMON_KAFKA__SASL_USERNAME": k.sasl_username,
+            "WEARMON_KAFKA__SASL_PASSWORD": k.sasl_password.get_secret_value(),
+            "WEARMON_KAFKA__SSL_CAFILE": str(pki.ca),
+            "WEARMON_KAFKA__PARTITIONS": str(k.partitions),
+            "WEARMON_KAFKA__SAMPLES_TOPIC": k.samples_topic,
+            "WEARMON_KAFKA__PREDICTIONS_TOPIC": k.predictions_topic,
+            "WEARMON_KAFKA__LABELS_TOPIC": k.labels_topic,
+            "WEARMON_KAFKA__DEADLETTER_TOPIC": k.deadletter_topic,
+            "PYTHONUNBUFFERED": "1",
+            "PYTHONPATH": str(repo_root),
+            "COLUMNS": "200",
+        }
+    )
+    env.update(over)
+    return env
+
+
+def _consume(settings: Settings, topic: str, idle_s: float = 3.0) -> list[bytes]:
+    """Every message of ``topic`` from the beginning, as a SASL_SSL consumer, until idle."""
+    from confluent_kafka import Consumer
+
+    c = Consumer(
+        {
+            **settings.kafka.confluent_config(),
+            "group.id": f"sec-{uuid.uuid4().hex[:8]}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        }
+    )
+    c.subscribe([topic])
+    out: list[bytes] = []
+    last = time.monotonic()
+    deadline = last + 60
+    try:
+        while time.monotonic() < deadline and time.monotonic() - last < idle_s:
+            m = c.poll(0.5)
+            if m is not None and not m.error():
+                out.append(bytes(m.value() or b""))
+                last = time.monotonic()
+    finally:
+        c.close()
+    return out
+
+
+def test_only_sasl_ssl_clients_get_in(broker: tuple[Settings, Path], pki: Pki) -> None:
+    settings, log = broker
+    k = settings.kafka
+    assert kafka_ready(k.bootstrap_servers, conf=k.confluent_config())
+    assert not kafka_ready(k.bootstrap_servers, timeout=2.0)  # PLAINTEXT is refused
+    wrong = k.model_copy(update={"sasl_password": None}).confluent_config()
+    wrong["sasl.password"] = "not-the-password"
+    assert not kafka_ready(k.bootstrap_servers, timeout=2.0, conf=wrong)
+    other_ca = {**k.confluent_config(), "ssl.ca.location": str(pki.other_ca)}
+    assert not kafka_ready(k.bootstrap_servers, timeout=2.0, conf=other_ca)
+    assert all(pw not in log.read_text() for _, pw in SASL_USERS)
+
+
+def test_ensure_topics_over_sasl_ssl(broker: tuple[Settings, Path]) -> None:
+    from confluent_kafka.admin import AdminClient
+
+    settings = _topics(broker[0])
+    ensure_topics(settings, timeout=20)
+    k = settings.kafka
+    md = AdminClient(k.confluent_config()).list_topics(timeout=10)
+    for topic in (k.samples_topic, k.predictions_topic, k.labels_topic, k.deadletter_topic):
+        assert topic in md.topics
+    assert len(md.topics[k.samples_topic].partitions) == k.partitions
+
+
+def test_faust_clients_round_trip_with_wearmon_credentials(broker: tuple[Settings, Path]) -> None:
+    """aiokafka, configured exactly as Faust configures it from faust_credentials()."""
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+    from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
+
+    settings = _topics(broker[0])
+    k = settings.kafka
+    auth = credentials_to_aiokafka_auth(faust_credentials(k))
+    assert auth["security_protocol"] == "SASL_SSL"
+    topic = k.samples_topic
+
+    async def scenario() -> list[bytes]:
+        producer = AIOKafkaProducer(bootstrap_servers=k.bootstrap_servers, **auth)
+        await producer.start()
+        try:
+            for i in range(5):
+                await producer.send_and_wait(topic, f"m{i}".encode(), key=b"dev")
+        finally:
+            await producer.stop()
+        consumer = AIOKafkaConsumer(
+            topic,
+            bootstrap_servers=k.bootstrap_servers,
+            group_id=f"faust-sec-{uuid.uuid4().hex[:6]}",
+            auto_offset_reset="earliest",
+            **auth,
+        )
+        await consumer.start()
+        got: list[bytes] = []
+        try:
+            deadline = time.monotonic() + 30
+            while len(got) < 5 and time.monotonic() < deadline:
+                batch = await consumer.getmany(timeout_ms=500)
+                got += [bytes(m.value or b"") for msgs in batch.values() for m in msgs]
+        finally:
+            await consumer.stop()
+        return got
+
+    assert asyncio.run(scenario()) == [f"m{i}".encode() for i in range(5)]
+
+
+def test_replay_with_a_wrong_password_is_one_line(
+    broker: tuple[Settings, Path], pki: Pki, repo_root: Path
+) -> None:
+    settings = _topics(broker[0])
+    env = _env(settings, pki, repo_root, WEARMON_KAFKA__SASL_PASSWORD="wrong-pw-4242")
+    proc = subprocess.run(
+        [sys.executable, "-m", "wearmon.cli.main", "replay", "--seglearn", "--subjects", "1",
+         "--speed", "max", "--duration", "5", "--no-metrics", "--no-progress"],
+        env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 1
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+    assert "wrong-pw-4242" not in proc.stdout + proc.stderr
+
+
+def test_replay_worker_and_watch_over_sasl_ssl_and_tls_redis(
+    broker: tuple[Settings, Path], pki: Pki, redis_port: int, repo_root: Path, tmp_path: Path
+) -> None:
+    """The whole path secured: replay -> SASL_SSL Kafka -> worker -> TLS Redis + predictions
+    topic -> wearmon watch."""
+    import redis
+
+    from tests.integration.stream_support import register_tiny, start_worker, stop_worker
+
+    settings = _topics(broker[0])
+    run = uuid.uuid4().hex[:6]
+    env = _env(
+        settings,
+        pki,
+        repo_root,
+        WEARMON_REDIS__URL=f"redis://127.0.0.1:{redis_port}/0",
+        WEARMON_REDIS__TLS="true",
+        WEARMON_REDIS__PASSWORD=REDIS_PASSWORD,
+        WEARMON_REDIS__TLS_CA_FILE=str(pki.ca),
+        WEARMON_REDIS__TLS_CERT_FILE=str(pki.client_cert),
+        WEARMON_REDIS__TLS_KEY_FILE=str(pki.client_key),
+        WEARMON_METRICS__STREAM_PORT=str(free_port()),
+        WEARMON_MODEL_NAME=f"wearmon-sec-{run}",
+        WEARMON_STREAM__APP_ID=f"wm-sec-{run}",
+        WEARMON_STREAM__MODEL_POLL_S="1.0",
+        WEARMON_STREAM__CHECKPOINT_S="0.5",
+    )
+    register_tiny(
+        settings.model_copy(update={"model_name": f"wearmon-sec-{run}"}), tmp_path, seed=3
+    )
+    client = redis.Redis.from_url(
+        f"rediss://127.0.0.1:{redis_port}/0",
+        password=REDIS_PASSWORD,
+        ssl_ca_certs=str(pki.ca),
+        ssl_certfile=str(pki.client_cert),
+        ssl_keyfile=str(pki.client_key),
+    )
+    log = tmp_path / "worker.log"
+    worker = start_worker(env, log)
+    try:
+        replay = subprocess.run(
+            [sys.executable, "-m", "wearmon.cli.main", "replay", "--seglearn", "--subjects",
+             "1", "--speed", "max", "--duration", "30", "--seed", "7", "--no-metrics",
+             "--no-progress"],
+            env=env, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert replay.returncode == 0, replay.stderr
+        deadline = time.monotonic() + 120
+        keys: list[bytes] = []
+        while time.monotonic() < deadline and not keys:
+            assert worker.poll() is None, log.read_text()[-4000:]
+            keys = client.keys("pred:latest:*")
+            time.sleep(0.5)
+        assert keys, f"no prediction in Redis\n{log.read_text()[-4000:]}"
+        time.sleep(3.0)  # let the rest of the windows land
+        device = keys[0].decode().removeprefix("pred:latest:")
+        in_redis = client.xlen(f"pred:hist:{device}")
+        on_topic = _consume(settings, settings.kafka.predictions_topic)
+        watch = subprocess.run(
+            [sys.executable, "-m", "wearmon.cli.main", "watch", "--once"],
+            env=env, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+    finally:
+        stop_worker(worker)
+        client.close()
+    assert in_redis >= 10  # 30 s of samples: 14 windows, the last ones still open
+    assert len(on_topic) >= in_redis
+    assert watch.returncode == 0, watch.stderr
+    assert device in watch.stdout
+    text = log.read_text()
+    for secret in (REDIS_PASSWORD, *(pw for _, pw in SASL_USERS)):
+        assert secret not in text

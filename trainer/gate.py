@@ -1,8 +1,13 @@
-"""The promotion gate: a challenger replaces the champion only if, on the same held-out
-data, it is not worse than the champion by more than a margin on any gated metric.
+"""The promotion decision, as pure functions on metric dicts.
 
-:func:`gate` is a pure function on metric dicts; :func:`promote` evaluates both versions on
-the same windows, applies the gate and moves the registry alias (never overwrites files).
+:func:`gate`: on one held-out set, the challenger is not worse than the champion by more
+than a margin on any gated metric. :func:`decide`: the promotion rule on two held-out sets
+(the same held-out base windows, and a held-out part of the new labelled data): promote only
+when the challenger beats the champion on the new data by at least ``min_gain`` and passes
+:func:`gate` on the base data; with no labelled new data, refuse. :func:`label_metrics`
+scores predicted class names against true ones (a model that lacks a class gets its windows
+wrong instead of failing). The I/O (evaluating versions, moving the alias) is
+:mod:`trainer.promotion`.
 """
 
 from __future__ import annotations
@@ -11,12 +16,8 @@ import logging
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
-
-from wearmon.errors import IncompatibleModelError
-from wearmon.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -68,59 +69,74 @@ def gate(
     )
 
 
+def label_metrics(true: Sequence[str], predicted: Sequence[str]) -> dict[str, float]:
+    """Accuracy and macro-F1 (over the true classes) of predicted class names, and ``n``."""
+    t = np.asarray([str(v) for v in true], dtype=object)
+    p = np.asarray([str(v) for v in predicted], dtype=object)
+    if t.shape != p.shape:
+        raise ValueError(f"{len(t)} true labels but {len(p)} predictions")
+    if len(t) == 0:
+        return {"n": 0.0, "accuracy": math.nan, "macro_f1": math.nan}
+    f1s = []
+    for c in sorted(set(t.tolist())):
+        tp = float(np.sum((t == c) & (p == c)))
+        fp = float(np.sum((t != c) & (p == c)))
+        fn = float(np.sum((t == c) & (p != c)))
+        f1s.append(2 * tp / (2 * tp + fp + fn) if tp else 0.0)
+    return {"n": float(len(t)), "accuracy": float(np.mean(t == p)), "macro_f1": float(np.mean(f1s))}
+
+
 @dataclass(frozen=True)
-class PromotionResult:
-    promoted: bool
-    challenger: str
-    champion: str | None
-    gate: GateResult
-    challenger_metrics: dict[str, Any]
-    champion_metrics: dict[str, Any] | None
+class Decision:
+    promote: bool
+    reason: str
+    gain: float | None = None  # challenger - champion on the new data (gain metric)
+    base: GateResult | None = None
 
 
-def promote(
-    settings: Settings,
-    challenger_version: str,
-    x: np.ndarray,
-    y_labels: Sequence[str],
+def decide(
+    challenger_base: Mapping[str, float] | None,
+    champion_base: Mapping[str, float] | None,
+    challenger_new: Mapping[str, float] | None,
+    champion_new: Mapping[str, float] | None,
     *,
     margin: float = 0.01,
+    min_gain: float = 0.01,
+    min_new_windows: int = 1,
+    gain_metric: str = "accuracy",
     metrics: Sequence[str] = DEFAULT_METRICS,
-    alias: str = "champion",
-    dry_run: bool = False,
-) -> PromotionResult:
-    """Evaluate challenger and champion on the same held-out windows ``x`` (raw canonical
-    units) with true labels ``y_labels`` (class names); move ``alias`` to the challenger if
-    the gate passes. The old champion keeps its files and gets the alias ``previous``."""
-    from trainer import registry
-    from trainer.evaluate import compute_metrics
-    from trainer.serving import load_version
+) -> Decision:
+    """The promotion rule. Metric dicts as :func:`label_metrics` makes them (with ``n``).
 
-    def score(version: str) -> dict[str, Any]:
-        sm = load_version(settings, version)
-        index = {c: i for i, c in enumerate(sm.classes)}
-        missing = sorted({str(v) for v in y_labels} - set(index))
-        if missing:
-            raise IncompatibleModelError(
-                f"model version {version} does not know the classes {missing}"
-            )
-        y = np.asarray([index[str(v)] for v in y_labels], dtype=np.int64)
-        return compute_metrics(y, sm.predict_proba(x), sm.classes)
-
-    champ = registry.alias_version(settings, alias)
-    ch_m = score(challenger_version)
-    champ_m = score(champ) if champ is not None and champ != str(challenger_version) else None
-    result = gate(ch_m, champ_m, margin=margin, metrics=metrics)
-    promoted = result.passed and not dry_run
-    if promoted:
-        if champ is not None and champ != str(challenger_version):
-            registry.set_alias(settings, "previous", champ)
-        registry.set_alias(settings, alias, str(challenger_version))
-    log.info(
-        "gate %s for version %s vs %s: %s",
-        "passed" if result.passed else "failed",
-        challenger_version,
-        champ,
-        result.reason,
+    Refuse when the new data has fewer than ``min_new_windows`` labelled windows (never
+    promote without labels). With no champion (``champion_base`` and ``champion_new``
+    None), promote. Otherwise promote only when challenger - champion on the new data is at
+    least ``min_gain`` in ``gain_metric`` AND :func:`gate` passes on the base data.
+    """
+    if min_gain < 0:
+        raise ValueError("min_gain must be >= 0")
+    n_new = int((challenger_new or {}).get("n", 0) or 0)
+    if challenger_new is None or n_new < min_new_windows:
+        return Decision(
+            False,
+            f"no labelled new data: {n_new} held-out new windows, at least {min_new_windows} "
+            "needed (never promoted without labels)",
+        )
+    if champion_base is None and champion_new is None:
+        return Decision(True, "no champion to beat")
+    c_new = float(challenger_new.get(gain_metric, math.nan))
+    r_new = float((champion_new or {}).get(gain_metric, math.nan))
+    if not (math.isfinite(c_new) and math.isfinite(r_new)):
+        return Decision(False, f"{gain_metric} on the new data is missing")
+    gain = c_new - r_new
+    base = gate(challenger_base or {}, champion_base, margin=margin, metrics=metrics)
+    new_txt = f"new data ({n_new} windows): {gain_metric} {c_new:.4f} vs champion {r_new:.4f}"
+    if gain < min_gain:
+        return Decision(
+            False, f"not better on the {new_txt} ({gain:+.4f} < +{min_gain})", gain, base
+        )
+    if not base.passed:
+        return Decision(False, f"worse on the base data: {base.reason}", gain, base)
+    return Decision(
+        True, f"better on the {new_txt} ({gain:+.4f}); base data {base.reason}", gain, base
     )
-    return PromotionResult(promoted, str(challenger_version), champ, result, ch_m, champ_m)

@@ -35,6 +35,9 @@ log = logging.getLogger(__name__)
 MODEL_ARTIFACT = "model"
 METADATA_FILE = "metadata.json"
 PROFILE_FILE = "reference_profile.parquet"
+#: The contract's name of the drift calibration file (monitoring.calibration.CALIBRATION_FILE
+#: is the source; this is used only when the monitor package is not importable).
+DEFAULT_CALIBRATION_FILE = "drift_calibration.json"
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 
@@ -271,6 +274,21 @@ def set_alias(settings: Settings, alias: str, version: str) -> None:
     log.info("alias %s of %s -> version %s", alias, settings.model_name, version)
 
 
+def delete_alias(settings: Settings, alias: str) -> None:
+    c = client(settings)
+    with registry_call(settings, f"delete alias {alias}"):
+        c.delete_registered_model_alias(settings.model_name, alias)
+
+
+def version_run_id(settings: Settings, version: str) -> str | None:
+    """The MLflow run that holds a version's files (None: no such version, or no run)."""
+    c = client(settings)
+    mv = _lookup(
+        settings, f"look up version {version}", c.get_model_version, settings.model_name, version
+    )
+    return None if mv is None or not mv.run_id else str(mv.run_id)
+
+
 def alias_version(settings: Settings, alias: str = CHAMPION) -> str | None:
     """The version an alias points to; None when there is no such model or alias.
     Any other registry failure is a RegistryError (never "no such alias")."""
@@ -400,6 +418,30 @@ def read_reference_profile(settings: Settings, version: str) -> Any | None:
 
     p = version_dir(settings, version) / PROFILE_FILE
     return pd.read_parquet(p) if p.is_file() else None
+
+
+def calibration_file_name() -> str:
+    """The drift calibration's file name in a version folder (monitoring.calibration's)."""
+    try:
+        from monitoring.calibration import CALIBRATION_FILE
+    except ImportError:  # the monitor package is optional for training and serving
+        return DEFAULT_CALIBRATION_FILE
+    return str(CALIBRATION_FILE)
+
+
+def read_calibration(settings: Settings, version: str) -> dict[str, Any] | None:
+    """The version's drift calibration (None when it has none: an imported model, or a
+    version trained before calibrations were stored)."""
+    p = version_dir(settings, version) / calibration_file_name()
+    if not p.is_file():
+        return None
+    try:
+        data = json.loads(p.read_text())
+    except (OSError, ValueError) as exc:
+        raise RegistryError(f"{p}: cannot read the drift calibration: {exc}") from None
+    if not isinstance(data, dict):
+        raise RegistryError(f"{p}: the drift calibration is not a JSON object")
+    return data
 
 
 def _file_hash(path: Path) -> str:

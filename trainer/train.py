@@ -52,6 +52,12 @@ class TrainOptions:
     register: bool = True
     experiment: str = "wearmon-train"
     run_name: str | None = None
+    #: Prebuilt windows (the retraining pool, trainer.pool) instead of loading ``data``.
+    windows: Data | None = None
+    #: A fixed subject split instead of ``subject_split`` (retraining keeps the champion's
+    #: held-out base subjects out of training).
+    split: Split | None = None
+    tags: dict[str, str] = field(default_factory=dict)
 
 
 #: Named recipes for ``wearmon train --preset NAME`` (and ``benchmarks/bench_train.py``):
@@ -267,8 +273,8 @@ def train(
 
     t0 = time.perf_counter()
     init = _load_init(settings, opts.init_from) if opts.init_from else None
-    data = load_data(settings, opts, classes=init.classes if init else None)
-    split = subject_split(
+    data = opts.windows or load_data(settings, opts, classes=init.classes if init else None)
+    split = opts.split or subject_split(
         data.eval.subjects,
         test_fraction=opts.test_fraction,
         val_fraction=opts.val_fraction,
@@ -284,7 +290,9 @@ def train(
     ):
         work = Path(tmp)
         mlflow.log_params(_params(opts, data, split))
-        mlflow.set_tags({"data_hash": data.train.data_hash(), "init_from": opts.init_from or ""})
+        mlflow.set_tags(
+            {"data_hash": data.train.data_hash(), "init_from": opts.init_from or "", **opts.tags}
+        )
 
         def on_epoch(epoch: int, logs: dict[str, float]) -> None:
             mlflow.log_metrics({k: v for k, v in logs.items() if np.isfinite(v)}, step=epoch)
@@ -331,20 +339,15 @@ def train(
                     "test_metrics": E.scalar_metrics(metrics) if metrics else {},
                 },
             )
-            profile = registry.reference_profile(data.eval.of_subjects(split.train).x)
-            model_dir = registry.save_model_dir(work / "model", net, meta, profile)
+            model_dir = registry.save_model_dir(work / "model", net, meta)
+            write_monitoring_files(model_dir, data.eval.of_subjects(split.train))
             version = registry.register_dir(
                 settings,
                 model_dir,
                 run_id=run.info.run_id,
                 description=f"trained on {opts.data}, subjects {', '.join(split.train)}",
             )
-            if registry.alias_version(settings, registry.CHAMPION) is None:
-                registry.set_alias(settings, registry.CHAMPION, version)
-                log.info("no champion yet: version %s is the champion", version)
-            else:  # awaiting the promotion gate (`wearmon model promote`, the drift loop)
-                registry.set_alias(settings, registry.CHALLENGER, version)
-                log.info("version %s is the challenger", version)
+            _first_champion_or_challenger(settings, version, run.info.run_id)
         seconds = time.perf_counter() - t0
         saved_reports = None
         if metrics:
@@ -359,6 +362,45 @@ def train(
             history=fit_res.history,
             seconds=seconds,
         )
+
+
+def write_monitoring_files(model_dir: Path, train_windows: WindowDataset) -> None:
+    """The reference profile (per-window features of the training windows, with their
+    ``subject``) and its drift calibration (``monitoring.calibration.calibrate``), beside
+    the model files."""
+    from trainer import registry
+
+    profile = registry.reference_profile(train_windows.x)
+    subjects = np.asarray([str(g) for g in train_windows.groups], dtype=object)
+    profile["subject"] = subjects.astype(str)
+    profile.to_parquet(model_dir / registry.PROFILE_FILE, index=False)
+    try:
+        from monitoring.calibration import CALIBRATION_FILE, calibrate
+    except ImportError:  # the monitor package is not installed
+        log.warning("monitoring.calibration not available: no drift calibration stored")
+        return
+    features = profile.drop(columns=["subject"])
+    cal = calibrate(features, subjects)
+    (model_dir / CALIBRATION_FILE).write_text(json.dumps(cal, indent=2))
+
+
+def _first_champion_or_challenger(settings: Settings, version: str, run_id: str) -> None:
+    """The first version becomes the champion (through trainer.promotion, which publishes
+    and records it); every later one is the challenger, awaiting the gate."""
+    from trainer import promotion, registry
+
+    if registry.alias_version(settings, registry.CHAMPION) is None:
+        promotion.set_champion(
+            settings,
+            version,
+            reason="first version: no champion yet",
+            decision="initial",
+            trigger_id=f"train-{run_id[:12]}",
+        )
+        log.info("no champion yet: version %s is the champion", version)
+    else:  # awaiting the promotion gate (`wearmon model promote`, the drift loop)
+        registry.set_alias(settings, registry.CHALLENGER, version)
+        log.info("version %s is the challenger", version)
 
 
 def cross_validate(

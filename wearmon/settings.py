@@ -177,6 +177,31 @@ class StreamSettings(_Frozen):
     checkpoint_s: float = Field(default=2.0, gt=0)
 
 
+class LifecycleSettings(_Frozen):
+    """Retraining and promotion (trainer/retrain.py, trainer/promotion.py, docs/training.md)."""
+
+    #: The challenger may be at most this much worse than the champion on the held-out base
+    #: windows (accuracy and macro-F1, absolute).
+    margin: float = Field(default=0.01, ge=0.0)
+    #: ... and must beat it on the held-out new labelled windows by at least this (accuracy).
+    min_gain: float = Field(default=0.01, ge=0.0)
+    #: Fewer held-out new labelled windows than this = no labelled new data: refused.
+    min_new_windows: int = Field(default=20, ge=1)
+    #: Share of each new labelled recording (its last part in time) held out for the gate.
+    new_holdout_fraction: float = Field(default=0.3, gt=0.0, lt=1.0)
+    #: Labelled recordings dropped here join the training pool (default data_dir/incoming).
+    incoming_dir: Path | None = None
+    #: Base data set of the pool (a trainer.datasets source spec).
+    base_data: str = "seglearn"
+    #: Retraining starts from the champion's weights ("champion") or from scratch ("none").
+    init_from: Literal["champion", "none"] = "champion"
+    #: Recipe of a retraining (trainer.train.PRESETS); ``--quick`` uses a few epochs.
+    preset: str = "default"
+    quick_epochs: int = Field(default=3, ge=1)
+    #: TTL of the retrain:{trigger_id} hashes.
+    retrain_ttl_s: int = Field(default=30 * 24 * 3600, ge=1)
+
+
 class Settings(BaseSettings):
     """All of wearmon's settings. Build once with ``Settings()`` and pass down."""
 
@@ -203,6 +228,7 @@ class Settings(BaseSettings):
     metrics: MetricsSettings = MetricsSettings()
     signal: SignalSettings = SignalSettings()
     stream: StreamSettings = StreamSettings()
+    lifecycle: LifecycleSettings = LifecycleSettings()
 
     @model_validator(mode="before")
     @classmethod

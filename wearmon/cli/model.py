@@ -1,8 +1,12 @@
-"""`wearmon model ...` commands: inspect, import, list, alias, promote."""
+"""`wearmon model ...` commands: inspect, import, list, alias, promote, retrain.
+
+Every command that makes a version the champion goes through trainer.promotion (it moves the
+alias, publishes on model:champion and records the change in MLflow)."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -72,10 +76,17 @@ def import_cmd(
         labels = path.parent / "label_mapping.json"
     if scaler is None and (path.parent / "scaler_config.json").is_file():
         scaler = path.parent / "scaler_config.json"
+    from trainer.promotion import set_champion
+
     version = registry.import_model(settings, path, labels=labels, scaler=scaler)
     first = registry.alias_version(settings, registry.CHAMPION) is None
     if champion or first:
-        registry.set_alias(settings, registry.CHAMPION, version)
+        set_champion(
+            settings,
+            version,
+            reason=f"imported {path.name}: " + ("--champion" if champion else "no champion yet"),
+            decision="override" if champion else "initial",
+        )
     typer.echo(
         f"imported {path.name} as {settings.model_name} version {version}"
         + (" (champion)" if champion or first else "")
@@ -102,47 +113,148 @@ def alias_cmd(
     ctx: typer.Context,
     alias: str = typer.Argument(..., help="e.g. champion, challenger"),
     version: str = typer.Argument(...),
+    reason: str = typer.Option("", "--reason", help="Why (recorded with a champion change)."),
 ) -> None:
-    """Point an alias at a version (no gate; see `wearmon model promote`)."""
+    """Point an alias at a version. `champion` is an operator override of the gate: it is
+    published to the workers and recorded like any promotion (see `wearmon model promote`)."""
     from trainer import registry
+    from trainer.promotion import set_champion
 
     settings = settings_of(ctx)
-    registry.set_alias(settings, alias, version)
+    if alias == registry.CHAMPION:
+        change = set_champion(
+            settings,
+            version,
+            reason=f"operator override: wearmon model alias champion {version}"
+            + (f" ({reason})" if reason else ""),
+            decision="override",
+        )
+        typer.echo(
+            f"champion -> {settings.model_name} version {change.version} (was "
+            f"{change.previous}; {'published' if change.published else 'not published'})"
+        )
+        return
+    registry.set_alias(settings, alias, registry.resolve(settings, version))
     typer.echo(f"{alias} -> {settings.model_name} version {version}")
 
 
 @app.command("promote")
 def promote_cmd(
     ctx: typer.Context,
-    version: str = typer.Argument(..., help="The challenger version."),
-    margin: float = typer.Option(0.01, "--margin", help="Allowed drop in accuracy/macro-F1."),
-    data: str = typer.Option(None, "--data", help="Held-out data (default: the challenger's)."),
-    subjects: str = typer.Option(None, "--subjects", help="Held-out subjects (default: its test)."),
-    dry_run: bool = typer.Option(False, "--dry-run"),
+    version: str = typer.Argument(..., help="The challenger version (or alias)."),
+    margin: float = typer.Option(None, "--margin", help="Allowed drop on the base data."),
+    min_gain: float = typer.Option(None, "--min-gain", help="Required gain on the new data."),
+    data: str = typer.Option(None, "--data", help="Base data (default: the challenger's)."),
+    subjects: str = typer.Option(
+        None, "--subjects", help="Held-out base subjects (default: the challenger's test)."
+    ),
+    new_data: str = typer.Option(
+        None,
+        "--new-data",
+        help="New labelled data to gate on, all of it held out (a --data source spec); "
+        "default: the held-out part of the training pool's new data.",
+    ),
+    trigger_id: str = typer.Option(None, "--trigger-id", help="Recorded with the decision."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Decide and record; move nothing."),
 ) -> None:
-    """Gate a challenger against the champion on the same held-out windows; move the alias."""
+    """Gate a challenger against the champion: better on the new labelled data, not worse
+    than a margin on the same held-out base windows; refused without new labels. Exit 2
+    when refused."""
     from trainer import registry
-    from trainer.datasets import load_dataset
-    from trainer.gate import promote
-    from wearmon.errors import ConfigError
+    from trainer.promotion import decide_and_promote, new_trigger_id
 
     settings = settings_of(ctx)
     version = registry.resolve(settings, version)
     meta = registry.read_metadata(settings, version)
+    base = _base_holdout(settings, meta, data, subjects)
+    new = _new_holdout(settings, new_data, list(meta.get("classes") or []))
+    res = decide_and_promote(
+        settings,
+        version,
+        base_holdout=base,
+        new_holdout=new,
+        trigger_id=trigger_id or new_trigger_id("manual"),
+        margin=margin,
+        min_gain=min_gain,
+        dry_run=dry_run,
+    )
+    verdict = {"promoted": "promoted", "dry_run": "would be promoted (dry run)"}.get(
+        res.decision, "refused"
+    )
+    typer.echo(f"version {version} vs champion {res.champion}: {verdict}: {res.reason}")
+    if res.decision == "refused":
+        raise typer.Exit(2)
+
+
+def _base_holdout(
+    settings: Any, meta: dict[str, Any], data: str | None, subjects: str | None
+) -> Any:
+    from trainer.datasets import load_dataset
+    from trainer.promotion import Holdout
+    from wearmon.errors import ConfigError
+
     own = str((meta.get("data") or {}).get("source", ""))
     source = data or own
-    if not source or source.startswith("imported:"):
-        raise ConfigError("say which held-out data to gate on with --data")
+    if not source or source.startswith("imported:") or source == "pool" or "+" in source:
+        source = data or settings.lifecycle.base_data
     ds = load_dataset(source, settings.signal)
     subs = subjects.split(",") if subjects else list((meta.get("split") or {}).get("test") or [])
     if not subs:
-        raise ConfigError("say which held-out subjects to gate on with --subjects")
-    ds = ds.of_subjects(subs)
-    labels = [ds.classes[i] for i in ds.y]
-    res = promote(settings, version, ds.x, labels, margin=margin, dry_run=dry_run)
-    verdict = (
-        "promoted" if res.promoted else ("passed (dry run)" if res.gate.passed else "rejected")
+        raise ConfigError("say which held-out base subjects to gate on with --subjects")
+    ds = ds.of_subjects([s for s in subs if s])
+    if not len(ds):
+        raise ConfigError(f"no windows of subjects {subs} in {source}")
+    return Holdout.of(ds, f"{source}:{','.join(subs)}")
+
+
+def _new_holdout(settings: Any, new_data: str | None, classes: list[str]) -> Any:
+    from trainer.datasets import load_dataset
+    from trainer.pool import load_new_holdout
+    from trainer.promotion import Holdout
+    from trainer.retrain import redis_client
+
+    if new_data:
+        return Holdout.of(load_dataset(new_data, settings.signal), new_data)
+    client = redis_client(settings)
+    try:
+        held = load_new_holdout(settings, classes, redis_client=_reachable(client))
+    finally:
+        client.close()
+    return Holdout.of(held, "pool:new") if held is not None else None
+
+
+def _reachable(client: Any) -> Any:
+    """The Redis client when the server answers, else None (the pool then has no stream
+    windows; the incoming folder still counts)."""
+    import redis
+
+    try:
+        client.ping()
+    except redis.RedisError:
+        return None
+    return client
+
+
+@app.command("retrain")
+def retrain_cmd(
+    ctx: typer.Context,
+    trigger_id: str = typer.Option(..., "--trigger-id", help="Id of the drift trigger."),
+    quick: bool = typer.Option(False, "--quick", help="A few epochs (tests, backtests)."),
+    init_from: str = typer.Option(
+        None, "--init-from", help="champion (fine-tune) | none (from scratch); default: setting."
+    ),
+) -> None:
+    """Train a challenger from the training pool and gate it (trainer/retrain.py); writes
+    retrain:{trigger_id}. Exit 0 when promoted or refused, 1 when it failed."""
+    from trainer.retrain import retrain
+
+    settings = settings_of(ctx)
+    if init_from not in (None, "champion", "none"):
+        raise typer.BadParameter("--init-from must be champion or none")
+    out = retrain(settings, trigger_id, quick=quick, init_from=init_from)
+    typer.echo(
+        f"retraining {trigger_id}: {out.status}: {out.reason}"
+        + (f" (challenger {out.challenger_version})" if out.challenger_version else "")
     )
-    typer.echo(f"version {version} vs champion {res.champion}: {verdict}: {res.gate.reason}")
-    if not res.gate.passed:
-        raise typer.Exit(2)
+    if out.exit_code:
+        raise typer.Exit(out.exit_code)

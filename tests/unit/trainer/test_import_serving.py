@@ -84,45 +84,6 @@ def test_cli_error_is_one_line(tmp_path: Path, cli_error) -> None:
     assert err[-1].startswith("error: ") and "Traceback" not in "\n".join(err)
 
 
-def _biased(tmp_path: Path, name: str, favourite: int) -> Path:
-    """A model that always puts most probability on class ``favourite`` of 2."""
-    import keras
-
-    inp = keras.Input(shape=(200, 6))
-    h = keras.layers.GlobalAveragePooling1D()(inp)
-    dense = keras.layers.Dense(2, activation="softmax", kernel_initializer="zeros")
-    model = keras.Model(inp, dense(h))
-    bias = np.zeros(2, dtype=np.float32)
-    bias[favourite] = 5.0
-    dense.bias.assign(bias)
-    p = tmp_path / f"{name}.keras"
-    model.save(str(p))
-    return p
-
-
-@pytest.mark.slow
-def test_promote_moves_alias_only_when_gate_passes(settings: Settings, tmp_path: Path) -> None:
-    from trainer.gate import promote
-
-    labels = tmp_path / "labels.json"
-    labels.write_text(json.dumps(["a", "b"]))
-    good = registry.import_model(settings, _biased(tmp_path, "good", 0), labels=labels)
-    bad = registry.import_model(settings, _biased(tmp_path, "bad", 1), labels=labels)
-    registry.set_alias(settings, "champion", good)
-    x = np.zeros((6, 200, 6), dtype=np.float32)
-    y = ["a"] * 6
-    res = promote(settings, bad, x, y, margin=0.05)
-    assert not res.promoted and not res.gate.passed
-    assert champion_version(settings) == good
-    res = promote(settings, bad, x, y, margin=1.0, dry_run=True)
-    assert res.gate.passed and not res.promoted and champion_version(settings) == good
-    res = promote(settings, bad, x, y, margin=1.0)
-    assert res.promoted and champion_version(settings) == bad
-    assert registry.alias_version(settings, "previous") == good
-    # both versions keep their files: promotion only moves aliases
-    assert registry.model_file(registry.version_dir(settings, good)).is_file()
-
-
 def test_read_labels_formats(tmp_path: Path) -> None:
     p = tmp_path / "l.json"
     p.write_text(json.dumps({"1": "b", "0": "a"}))

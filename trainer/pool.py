@@ -1,0 +1,420 @@
+"""The training pool of a retraining: the base data set, new labelled recordings dropped into
+the incoming folder, and ground-truth labels received on the labels topic joined with the
+raw windows the stream saw.
+
+- **Base**: ``settings.lifecycle.base_data`` (default ``seglearn``), every subject.
+- **Incoming**: ``settings.lifecycle.incoming_dir`` (default ``data_dir/incoming/``). Each
+  labelled recording is one file (a flat table with a label column, an ADAM-Sense table) or a
+  Garmin pair ``<stamp>-accelerometer_data.xlsx`` + ``<stamp>-gyroscope_data.xlsx`` (with its
+  ``<stamp>-labels.csv``); files of a sub-folder belong to the wearer named by the folder.
+  Their subjects are prefixed ``new:`` (never confused with base subjects). A file that
+  cannot be read is skipped, counted and logged, and named in the manifest.
+- **Stream**: raw windows kept by the worker in the Redis stream ``win:raw:{device}``
+  (:func:`raw_windows_key`; entry id ``{window_start_ms}-0``, field ``x``: the 200 x 6 window
+  as little-endian float16 in canonical units) joined with the ground-truth segments the
+  worker stores from the labels topic (``label:seg:{device}``), by the rule of training
+  windows (the majority label must cover ``signal.label_purity`` of the window). Bounded
+  (``MAXLEN ~``) and expiring (TTL) on the worker's side.
+
+New labelled data is split in time: the last ``lifecycle.new_holdout_fraction`` of each
+recording (each stream device) is held out for the promotion gate and never trained on;
+training windows end before the split, held-out windows start after it. The manifest names
+every source with its SHA-256, for the lineage record.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from trainer.datasets import WindowDataset, load_recordings, window_dataset
+from wearmon.errors import BadRecordingError, WearmonError
+from wearmon.settings import Settings, SignalSettings
+from wearmon.signals.types import CHANNELS, GRID_MS, LabelSpan, Recording
+
+log = logging.getLogger(__name__)
+
+NEW_PREFIX = "new:"
+RAW_DTYPE = np.dtype("<f2")
+_RECORDING_SUFFIXES = (".csv", ".xlsx", ".xls")
+_GARMIN_MARKERS = ("-accelerometer_data", "-gyroscope_data", "-labels")
+
+
+def raw_windows_key(device: str) -> str:
+    """Redis stream of the raw windows the worker saw for a device (see the module doc)."""
+    return f"win:raw:{device}"
+
+
+def incoming_dir(settings: Settings) -> Path:
+    return settings.lifecycle.incoming_dir or settings.data_dir / "incoming"
+
+
+@dataclass
+class NewData:
+    """New labelled windows: for training (at the eval and the training hop) and held out."""
+
+    train_eval: WindowDataset | None
+    train: WindowDataset | None
+    holdout: WindowDataset | None
+
+
+@dataclass
+class Pool:
+    base_eval: WindowDataset  # stream hop
+    base_train: WindowDataset  # training hop
+    new: NewData
+    manifest: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def n_new_holdout(self) -> int:
+        return 0 if self.new.holdout is None else len(self.new.holdout)
+
+
+# --- pure parts -----------------------------------------------------------------------------
+
+
+def concat(parts: Sequence[WindowDataset | None], classes: Sequence[str]) -> WindowDataset:
+    """One dataset of several (class indices mapped onto ``classes``; windows of other
+    classes dropped)."""
+    ps: list[WindowDataset] = [p for p in parts if p is not None and len(p)]
+    if not ps:
+        raise BadRecordingError("the training pool is empty")
+    index = {c: k for k, c in enumerate(classes)}
+    xs, ys, gs, ss, rs = [], [], [], [], []
+    offset = 0
+    for p in ps:
+        names = np.asarray([p.classes[i] for i in p.y], dtype=object)
+        keep = np.asarray([n in index for n in names], dtype=bool)
+        xs.append(p.x[keep])
+        ys.append(np.asarray([index[n] for n in names[keep]], dtype=np.int64))
+        gs.append(p.groups[keep])
+        ss.append(p.start_ms[keep])
+        rs.append(p.recording[keep] + offset)
+        offset += int(p.recording.max()) + 1 if len(p.recording) else 0
+    first = ps[0]
+    return WindowDataset(
+        x=np.concatenate(xs),
+        y=np.concatenate(ys),
+        classes=list(classes),
+        groups=np.concatenate(gs),
+        start_ms=np.concatenate(ss),
+        recording=np.concatenate(rs),
+        source="+".join(dict.fromkeys(p.source for p in ps)),
+        signal=first.signal,
+    )
+
+
+def split_times(ds: WindowDataset, fraction: float) -> dict[int, int]:
+    """{recording: split time}: the start of the first held-out window of each recording
+    (its last ``fraction`` of windows, at least one)."""
+    out: dict[int, int] = {}
+    for r in np.unique(ds.recording):
+        starts = np.sort(ds.start_ms[ds.recording == r])
+        k = max(1, round(fraction * len(starts)))
+        out[int(r)] = int(starts[len(starts) - k])
+    return out
+
+
+def split_in_time(
+    ds: WindowDataset, times: dict[int, int], window_ms: int
+) -> tuple[WindowDataset, WindowDataset]:
+    """(windows that end by their recording's split time, windows that start at or after
+    it): no training window overlaps a held-out one."""
+    cut = np.asarray([times.get(int(r), np.iinfo(np.int64).max) for r in ds.recording])
+    before = np.flatnonzero(ds.start_ms + window_ms <= cut)
+    after = np.flatnonzero(ds.start_ms >= cut)
+    return ds.subset(before), ds.subset(after)
+
+
+def label_windows(
+    start_ms: np.ndarray, spans: Sequence[LabelSpan], window_ms: int, purity: float
+) -> list[str | None]:
+    """The majority label of each window [start, start + window_ms) over ``spans`` when it
+    covers at least ``purity`` of the window, else None (the rule of training windows)."""
+    out: list[str | None] = []
+    for s in np.asarray(start_ms, dtype=np.int64).tolist():
+        e = s + window_ms
+        cover: dict[str, int] = {}
+        for sp in spans:
+            c = min(sp.end_ms, e) - max(sp.start_ms, s)
+            if c > 0:
+                cover[sp.label] = cover.get(sp.label, 0) + c
+        best = max(cover.items(), key=lambda kv: kv[1], default=None)
+        out.append(best[0] if best is not None and best[1] >= purity * window_ms else None)
+    return out
+
+
+def decode_raw_window(raw: bytes, window: int) -> np.ndarray:
+    x = np.frombuffer(raw, dtype=RAW_DTYPE)
+    if x.size != window * len(CHANNELS):
+        raise ValueError(f"{x.size} values, expected {window} x {len(CHANNELS)}")
+    return x.reshape(window, len(CHANNELS)).astype(np.float32)
+
+
+def encode_raw_window(x: np.ndarray) -> bytes:
+    """The worker's side of the format (and the tests'): float16, little-endian."""
+    return np.ascontiguousarray(np.asarray(x, dtype=np.float32).astype(RAW_DTYPE)).tobytes()
+
+
+# --- incoming folder ------------------------------------------------------------------------
+
+
+def _group_key(path: Path) -> str:
+    name = path.stem
+    for marker in _GARMIN_MARKERS:
+        if marker in name:
+            return str(path.with_name(name.split(marker)[0]))
+    return str(path.with_suffix(""))
+
+
+def incoming_groups(folder: Path) -> list[list[Path]]:
+    """The files of each recording in the incoming folder (sorted, deterministic)."""
+    if not folder.is_dir():
+        return []
+    groups: dict[str, list[Path]] = {}
+    for p in sorted(folder.rglob("*")):
+        if p.is_file() and p.suffix.lower() in _RECORDING_SUFFIXES and not p.name.startswith("."):
+            groups.setdefault(_group_key(p), []).append(p)
+    return [g for g in groups.values() if any(not p.name.endswith("labels.csv") for p in g)]
+
+
+def files_hash(paths: Sequence[Path]) -> str:
+    h = hashlib.sha256()
+    for p in paths:
+        h.update(p.name.encode())
+        with p.open("rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()
+
+
+def read_incoming(folder: Path) -> tuple[list[Recording], list[dict[str, Any]], dict[str, str]]:
+    """(labelled recordings, manifest rows, {file: reason} of the skipped ones)."""
+    from wearmon.signals import readers
+
+    recs: list[Recording] = []
+    rows: list[dict[str, Any]] = []
+    skipped: dict[str, str] = {}
+    for files in incoming_groups(folder):
+        rel = files[0].parent.relative_to(folder)
+        name = str(files[0].relative_to(folder))
+        try:
+            rec = readers.read_recording(files)
+        except WearmonError as exc:
+            skipped[name] = str(exc)
+            log.warning("incoming recording skipped: %s", exc)
+            continue
+        if not rec.labels:
+            skipped[name] = "no labels"
+            log.warning("incoming recording %s skipped: it has no labels", name)
+            continue
+        wearer = str(rel) if str(rel) != "." else (rec.subject or _group_key(files[0]))
+        rec = dataclasses.replace(rec, subject=f"{NEW_PREFIX}{Path(str(wearer)).name}")
+        recs.append(rec)
+        rows.append(
+            {
+                "files": [str(p.relative_to(folder)) for p in files],
+                "subject": rec.subject,
+                "sha256": files_hash(files),
+            }
+        )
+    return recs, rows, skipped
+
+
+# --- stream windows joined with labels ------------------------------------------------------
+
+
+def stream_windows(
+    client: Any, signal: SignalSettings, *, max_devices: int = 10_000
+) -> WindowDataset | None:
+    """Raw stream windows (``win:raw:*``) that the stored ground truth labels, one
+    "recording" per device (subject ``new:stream:{device}``); None when there are none."""
+    from stream_processor.sinks import labels_key
+
+    window_ms = signal.window * GRID_MS
+    xs: list[np.ndarray] = []
+    labs: list[str] = []
+    groups: list[str] = []
+    starts: list[int] = []
+    recs: list[int] = []
+    bad = 0
+    prefix = raw_windows_key("")
+    devices = sorted(
+        k.decode()[len(prefix) :] if isinstance(k, bytes) else str(k)[len(prefix) :]
+        for k in client.scan_iter(match=f"{prefix}*", count=1000)
+    )[:max_devices]
+    for i, device in enumerate(devices):
+        spans = _spans(client.zrange(labels_key(device), 0, -1))
+        if not spans:
+            continue
+        entries = client.xrange(raw_windows_key(device))
+        ws = np.asarray([int(_s(eid).split("-")[0]) for eid, _ in entries], dtype=np.int64)
+        for (_, fields), s, lab in zip(
+            entries, ws, label_windows(ws, spans, window_ms, signal.label_purity), strict=True
+        ):
+            if lab is None:
+                continue
+            try:
+                x = decode_raw_window(fields[b"x"], signal.window)
+            except (KeyError, ValueError):
+                bad += 1
+                continue
+            xs.append(x)
+            labs.append(lab)
+            groups.append(f"{NEW_PREFIX}stream:{device}")
+            starts.append(int(s))
+            recs.append(i)
+    if bad:
+        log.warning("skipped %d unreadable raw stream windows", bad)
+    if not xs:
+        return None
+    classes = sorted(set(labs))
+    index = {c: k for k, c in enumerate(classes)}
+    return WindowDataset(
+        x=np.stack(xs),
+        y=np.asarray([index[v] for v in labs], dtype=np.int64),
+        classes=classes,
+        groups=np.asarray(groups, dtype=object),
+        start_ms=np.asarray(starts, dtype=np.int64),
+        recording=np.asarray(recs, dtype=np.int64),
+        source="stream",
+        signal=signal,
+        skipped={"unreadable": bad} if bad else {},
+    )
+
+
+def _s(v: Any) -> str:
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
+def _spans(members: Sequence[Any]) -> list[LabelSpan]:
+    """Segments stored as ``start:end:label`` (stream_processor.sinks)."""
+    out = []
+    for m in members:
+        a, _, rest = _s(m).partition(":")
+        b, _, label = rest.partition(":")
+        try:
+            out.append(LabelSpan(int(a), int(b), label))
+        except ValueError:
+            continue
+    return out
+
+
+# --- the pool -------------------------------------------------------------------------------
+
+
+def _windows(
+    recs: Sequence[Recording], signal: SignalSettings, classes: Sequence[str] | None, src: str
+) -> WindowDataset | None:
+    if not recs:
+        return None
+    try:
+        return window_dataset(recs, signal, classes=classes, source=src)
+    except BadRecordingError as exc:  # no labelled windows of a known class
+        log.warning("%s: %s", src, exc)
+        return None
+
+
+def _split_new(
+    ev: WindowDataset | None, tr: WindowDataset | None, fraction: float, window_ms: int
+) -> tuple[WindowDataset | None, WindowDataset | None, WindowDataset | None]:
+    """(train windows at the eval hop, at the training hop, held out) of one new source."""
+    if ev is None or not len(ev):
+        return None, None, None
+    times = split_times(ev, fraction)
+    ev_train, holdout = split_in_time(ev, times, window_ms)
+    tr_train = split_in_time(tr, times, window_ms)[0] if tr is not None else ev_train
+    return ev_train, tr_train, holdout
+
+
+def _maybe_concat(parts: Sequence[WindowDataset | None], classes: Sequence[str]) -> Any:
+    ps = [p for p in parts if p is not None and len(p)]
+    return concat(ps, classes) if ps else None
+
+
+def _describe(ds: WindowDataset | None) -> dict[str, Any]:
+    if ds is None or not len(ds):
+        return {"n": 0}
+    return {"n": len(ds), "hash": ds.data_hash(), "subjects": ds.subjects}
+
+
+def _new_data(
+    settings: Settings,
+    new_recs: Sequence[Recording],
+    stream: WindowDataset | None,
+    classes: Sequence[str],
+    tsig: SignalSettings,
+) -> NewData:
+    sig = settings.signal
+    window_ms = sig.window * GRID_MS
+    fraction = settings.lifecycle.new_holdout_fraction
+    inc = _split_new(
+        _windows(new_recs, sig, classes, "incoming"),
+        _windows(new_recs, tsig, classes, "incoming") if tsig.hop != sig.hop else None,
+        fraction,
+        window_ms,
+    )
+    st = _split_new(stream, None, fraction, window_ms)
+    return NewData(
+        train_eval=_maybe_concat([inc[0], st[0]], classes),
+        train=_maybe_concat([inc[1], st[1]], classes),
+        holdout=_maybe_concat([inc[2], st[2]], classes),
+    )
+
+
+def load_new_holdout(
+    settings: Settings, classes: Sequence[str], *, redis_client: Any = None
+) -> WindowDataset | None:
+    """Only the held-out part of the new labelled data (``wearmon model promote``)."""
+    new_recs, _, _ = read_incoming(incoming_dir(settings))
+    stream = stream_windows(redis_client, settings.signal) if redis_client is not None else None
+    return _new_data(settings, new_recs, stream, classes, settings.signal).holdout
+
+
+def load_pool(
+    settings: Settings,
+    *,
+    classes: Sequence[str] | None = None,
+    train_hop: int | None = None,
+    redis_client: Any = None,
+) -> Pool:
+    """The training pool (module doc). ``classes``: keep only these (fine-tuning keeps the
+    champion's classes); None: every class seen. ``redis_client``: also the labelled stream
+    windows."""
+    lc = settings.lifecycle
+    sig = settings.signal
+    tsig = sig.model_copy(update={"hop": int(train_hop)}) if train_hop else sig
+    base_recs = load_recordings(lc.base_data)
+    folder = incoming_dir(settings)
+    new_recs, rows, skipped = read_incoming(folder)
+    stream = stream_windows(redis_client, sig) if redis_client is not None else None
+    if classes is None:
+        seen = {lab.label for r in [*base_recs, *new_recs] for lab in r.labels}
+        seen |= set(stream.classes) if stream is not None else set()
+        classes = sorted(seen)
+    base_eval = window_dataset(base_recs, sig, classes=classes, source=lc.base_data)
+    base_train = (
+        base_eval if tsig.hop == sig.hop else window_dataset(base_recs, tsig, classes=classes)
+    )
+    new = _new_data(settings, new_recs, stream, classes, tsig)
+    manifest = {
+        "base": {"source": lc.base_data, **_describe(base_eval)},
+        "incoming": {"dir": str(folder), "recordings": rows, "skipped": skipped},
+        "stream": _describe(stream),
+        "new_train": _describe(new.train_eval),
+        "new_holdout": _describe(new.holdout),
+    }
+    log.info(
+        "training pool: %d base windows, %d new for training, %d new held out",
+        len(base_eval),
+        manifest["new_train"]["n"],
+        manifest["new_holdout"]["n"],
+    )
+    return Pool(base_eval, base_train, new, manifest)

@@ -1,0 +1,241 @@
+"""A retraining: train a challenger from the training pool on the ``wearmon train`` code path
+and let :func:`trainer.promotion.decide_and_promote` decide.
+
+:func:`retrain` writes the Redis hash ``retrain:{trigger_id}`` (``status=running`` at the
+start; ``promoted``, ``refused`` or ``failed`` at the end, with the reason, the challenger
+and champion versions, the training run and timestamps; TTL ``lifecycle.retrain_ttl_s``).
+``wearmon model retrain --trigger-id ID`` runs it in its own process (the monitor starts it
+at a lower CPU priority) and exits 0 for promoted/refused, 1 for failed.
+
+The challenger is fine-tuned from the champion (``lifecycle.init_from = "champion"``, keeping
+its classes and normalisation) or trained from scratch (``"none"``); docs/training.md has the
+measured comparison. Held out from training, for the gate: the champion's own test subjects
+of the base data (the same windows for both models) and the last part in time of every new
+labelled recording (:mod:`trainer.pool`). With no labelled new data nothing is trained: the
+answer would be a refusal anyway (never promoted without labels).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import traceback
+from dataclasses import dataclass
+from typing import Any
+
+from trainer.datasets import Split, leave_subjects_out
+from wearmon.errors import WearmonError
+from wearmon.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RetrainOutcome:
+    trigger_id: str
+    status: str  # promoted | refused | failed
+    reason: str
+    challenger_version: str | None = None
+    champion_version: str | None = None
+    run_id: str | None = None
+    started_ms: int = 0
+    finished_ms: int = 0
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.status == "failed" else 0
+
+
+def retrain_key(trigger_id: str) -> str:
+    """The retrain:{trigger_id} hash (its name lives in monitoring.keys)."""
+    from monitoring.keys import retrain_key as key
+
+    return str(key(trigger_id))
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def write_status(client: Any, settings: Settings, trigger_id: str, **fields: Any) -> None:
+    if client is None:
+        return
+    key = retrain_key(trigger_id)
+    mapping = {k: "" if v is None else str(v) for k, v in fields.items()}
+    pipe = client.pipeline()
+    pipe.hset(key, mapping=mapping)
+    pipe.expire(key, settings.lifecycle.retrain_ttl_s)
+    pipe.execute()
+
+
+def redis_client(settings: Settings) -> Any:
+    import redis
+
+    return redis.Redis.from_url(
+        settings.redis.url, socket_timeout=5.0, **settings.redis.client_kwargs()
+    )
+
+
+def retrain(
+    settings: Settings,
+    trigger_id: str,
+    *,
+    quick: bool = False,
+    init_from: str | None = None,
+    client: Any = None,
+    config_overrides: dict[str, Any] | None = None,
+) -> RetrainOutcome:
+    """One retraining (module doc). ``init_from``: ``champion`` | ``none`` (default
+    ``lifecycle.init_from``); ``client``: a Redis client (default: from the settings);
+    ``config_overrides``: ModelConfig fields on top of the preset (tests: a tiny model)."""
+    own = client is None
+    client = redis_client(settings) if own else client
+    started = _now_ms()
+    write_status(client, settings, trigger_id, status="running", started_ms=started, reason="")
+    try:
+        out = _retrain(settings, trigger_id, quick, init_from, client, config_overrides or {})
+    except WearmonError as exc:
+        out = RetrainOutcome(trigger_id, "failed", str(exc))
+    except Exception as exc:  # not hidden: the traceback is logged, the status says failed
+        text = str(exc).strip()
+        reason = f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"
+        log.error("retraining %s failed:\n%s", trigger_id, traceback.format_exc())
+        out = RetrainOutcome(trigger_id, "failed", reason)
+    out = RetrainOutcome(**{**out.__dict__, "started_ms": started, "finished_ms": _now_ms()})
+    write_status(
+        client,
+        settings,
+        trigger_id,
+        status=out.status,
+        reason=out.reason,
+        challenger_version=out.challenger_version,
+        champion_version=out.champion_version,
+        run_id=out.run_id,
+        started_ms=out.started_ms,
+        finished_ms=out.finished_ms,
+    )
+    log.info("retraining %s: %s: %s", trigger_id, out.status, out.reason)
+    if own:
+        client.close()
+    return out
+
+
+def base_holdout_subjects(meta: dict[str, Any] | None, subjects: list[str], seed: int) -> list[str]:
+    """The champion's own held-out base subjects when it has them, else a seeded 20 %."""
+    test = list(((meta or {}).get("split") or {}).get("test") or [])
+    test = [s for s in test if s in subjects]
+    return test or leave_subjects_out(subjects, 0.2, seed)[1]
+
+
+def _retrain(
+    settings: Settings,
+    trigger_id: str,
+    quick: bool,
+    init_from: str | None,
+    client: Any,
+    overrides: dict[str, Any],
+) -> RetrainOutcome:
+    from trainer import pool as P
+    from trainer import promotion, registry
+    from trainer.train import Data, train, train_options
+
+    champ = registry.alias_version(settings, registry.CHAMPION)
+    mode = init_from or settings.lifecycle.init_from
+    if mode not in ("champion", "none"):
+        raise WearmonError(f"--init-from must be champion or none, not {mode!r}")
+    meta = registry.read_metadata(settings, champ) if champ is not None else None
+    finetune = mode == "champion" and champ is not None
+    preset_opts = train_options(settings.lifecycle.preset)
+    hop = preset_opts.train_hop
+    pool = P.load_pool(
+        settings,
+        classes=list(meta["classes"]) if finetune and meta else None,
+        train_hop=hop,
+        redis_client=client,
+    )
+    if pool.n_new_holdout < settings.lifecycle.min_new_windows:
+        reason = (
+            f"no labelled new data: {pool.n_new_holdout} held-out new windows, at least "
+            f"{settings.lifecycle.min_new_windows} needed; nothing trained (never promoted "
+            "without labels)"
+        )
+        return RetrainOutcome(trigger_id, "refused", reason, champion_version=champ)
+    holdout_subj = base_holdout_subjects(meta, pool.base_eval.subjects, preset_opts.config.seed)
+    data, split = _training_data(
+        pool, holdout_subj, preset_opts.val_fraction, preset_opts.config.seed + 1, Data
+    )
+    cfg = dict(overrides)
+    if quick:
+        cfg.setdefault("epochs", settings.lifecycle.quick_epochs)
+    opts = train_options(
+        settings.lifecycle.preset,
+        cfg,
+        data="pool",
+        windows=data,
+        split=split,
+        init_from=champ if finetune else None,
+        run_name=f"retrain {trigger_id}",
+        tags={"trigger_id": trigger_id, "retrain": "true"},
+    )
+    res = train(settings, opts)
+    if res.version is None:
+        raise WearmonError("the retraining registered no version")
+    base_ho = pool.base_eval.of_subjects(holdout_subj)
+    new_ho = pool.new.holdout
+    decision = promotion.decide_and_promote(
+        settings,
+        res.version,
+        base_holdout=promotion.Holdout.of(
+            base_ho, f"{pool.base_eval.source}:{','.join(holdout_subj)}"
+        ),
+        new_holdout=promotion.Holdout.of(new_ho, "pool:new") if new_ho is not None else None,
+        trigger_id=trigger_id,
+        lineage=_lineage(pool, res.run_id, mode, quick),
+    )
+    return RetrainOutcome(
+        trigger_id,
+        "promoted" if decision.promoted else "refused",
+        decision.reason,
+        challenger_version=res.version,
+        champion_version=champ,
+        run_id=res.run_id,
+    )
+
+
+def _training_data(
+    pool: Any, holdout_subj: list[str], val_fraction: float, seed: int, data_cls: Any
+) -> tuple[Any, Split]:
+    """The pool's windows minus the held-out base subjects (and the held-out new part,
+    which the pool never puts in its training sets), and the split that says so."""
+    from trainer.pool import concat
+
+    classes = pool.base_eval.classes
+    keep = [s for s in pool.base_eval.subjects if s not in holdout_subj]
+    ev = concat([pool.base_eval, pool.new.train_eval], classes)
+    tr = concat([pool.base_train, pool.new.train], classes)
+    new_subj = sorted({str(g) for g in (pool.new.train_eval.groups if pool.new.train_eval else [])})
+    if val_fraction > 0 and len(keep) > 2:
+        keep, val = leave_subjects_out(keep, val_fraction, seed)
+    else:
+        val = []
+    split = Split(train=sorted(keep + new_subj), val=val, test=list(holdout_subj))
+    return data_cls(eval=ev, train=tr), split
+
+
+def _lineage(pool: Any, run_id: str, mode: str, quick: bool) -> dict[str, Any]:
+    m = pool.manifest
+    return {
+        "train_run_id": run_id,
+        "init_from": mode,
+        "quick": quick,
+        "pool.base": f"{m['base']['source']} sha256={m['base'].get('hash', '')}",
+        "pool.incoming": [
+            f"{','.join(r['files'])} sha256={r['sha256']}" for r in m["incoming"]["recordings"]
+        ],
+        "pool.incoming_skipped": m["incoming"]["skipped"],
+        "pool.stream": f"{m['stream']['n']} windows sha256={m['stream'].get('hash', '')}",
+        "pool.new_train": f"{m['new_train']['n']} windows sha256={m['new_train'].get('hash', '')}",
+        "pool.new_holdout": (
+            f"{m['new_holdout']['n']} windows sha256={m['new_holdout'].get('hash', '')}"
+        ),
+    }

@@ -62,3 +62,11 @@ class RegistryError(WearmonError):
 
 class KafkaUnavailableError(WearmonError):
     """The Kafka broker cannot be reached in time."""
+
+
+class DashboardQueryError(WearmonError):
+    """A dashboard query failed against the live Prometheus or Redis (parse error, refused)."""
+
+
+class GrafanaError(WearmonError):
+    """Grafana refused or could not be reached (dashboards push, annotations)."""

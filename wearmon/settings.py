@@ -202,6 +202,20 @@ class LifecycleSettings(_Frozen):
     retrain_ttl_s: int = Field(default=30 * 24 * 3600, ge=1)
 
 
+class GrafanaSettings(_Frozen):
+    """Where ``wearmon dashboards push`` uploads the dashboards (and annotations go)."""
+
+    #: e.g. ``http://grafana:3000``; unset: push refuses with a clear error
+    url: str = ""
+    #: a Grafana service-account token (Bearer)
+    token: SecretStr | None = None
+    #: the folder (uid and title) the dashboards go to
+    folder: str = "wearmon"
+    timeout_s: float = Field(default=10.0, gt=0)
+    #: the Prometheus ``wearmon dashboards render`` reads; unset: the local stack's
+    prometheus_url: str = ""
+
+
 class Settings(BaseSettings):
     """All of wearmon's settings. Build once with ``Settings()`` and pass down."""
 
@@ -229,6 +243,7 @@ class Settings(BaseSettings):
     signal: SignalSettings = SignalSettings()
     stream: StreamSettings = StreamSettings()
     lifecycle: LifecycleSettings = LifecycleSettings()
+    grafana: GrafanaSettings = GrafanaSettings()
 
     @model_validator(mode="before")
     @classmethod

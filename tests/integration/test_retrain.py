@@ -1,0 +1,150 @@
+"""Retraining against the real Redis: retrain:{trigger_id} goes running -> final with the
+versions, run and timestamps (TTL set); no labelled new data -> refused without training;
+the CLI the monitor starts exits 0 (promoted/refused) or 1 (failed); labelled stream windows
+(win:raw:{device} joined with label:seg:{device}) join the pool."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from trainer import pool as P
+from trainer import promotion, registry
+from trainer.model import ModelConfig
+from trainer.retrain import retrain, retrain_key
+from trainer.train import TrainOptions, train
+from wearmon.settings import Settings
+
+pytestmark = pytest.mark.integration
+
+TINY = {
+    "conv_filters": [4],
+    "kernel_size": 3,
+    "pool_size": 4,
+    "lstm_units": 4,
+    "dense_units": 8,
+    "epochs": 1,
+    "batch_size": 64,
+    "patience": 1,
+}
+
+
+def _settings(stack: Settings, tmp_path: Path, name: str) -> Settings:
+    return stack.model_copy(update={"data_dir": tmp_path / "data", "model_name": name})
+
+
+def _hash(redis_client: Any, trigger: str) -> dict[str, str]:
+    raw = redis_client.hgetall(retrain_key(trigger))
+    return {k.decode(): v.decode() for k, v in raw.items()}
+
+
+def _champion(settings: Settings) -> str:
+    cfg = ModelConfig.from_dict({**ModelConfig().to_dict(), **TINY})
+    res = train(settings, TrainOptions(config=cfg, train_hop=100, max_windows_per_subject=20))
+    assert res.version == "1" and registry.alias_version(settings, "champion") == "1"
+    return res.version
+
+
+def test_no_new_labels_is_refused_without_training(
+    stack: Settings, redis_client: Any, tmp_path: Path
+) -> None:
+    s = _settings(stack, tmp_path, "wm-retrain-nolabels")
+    champ = _champion(s)
+    out = retrain(s, "trig-nolabels", quick=True, client=redis_client)
+    assert out.status == "refused" and out.exit_code == 0
+    assert out.reason.startswith("no labelled new data: 0 held-out new windows")
+    h = _hash(redis_client, "trig-nolabels")
+    assert h["status"] == "refused" and h["champion_version"] == champ
+    assert h["challenger_version"] == "" and int(h["finished_ms"]) >= int(h["started_ms"]) > 0
+    assert 0 < redis_client.ttl(retrain_key("trig-nolabels")) <= s.lifecycle.retrain_ttl_s
+    assert registry.latest_version(s) == champ  # nothing was trained
+
+
+@pytest.mark.slow
+def test_retrain_from_incoming_recording_records_lineage(
+    stack: Settings, redis_client: Any, tmp_path: Path
+) -> None:
+    from wearmon.signals.recording_gen import make_recording
+
+    s = _settings(stack, tmp_path, "wm-retrain-incoming")
+    s = s.model_copy(update={"lifecycle": s.lifecycle.model_copy(update={"min_new_windows": 5})})
+    champ = _champion(s)
+    make_recording(P.incoming_dir(s) / "carol", subject=7, seed=2, max_exercises=4)
+    out = retrain(s, "trig-incoming", quick=True, client=redis_client, config_overrides=TINY)
+    assert out.status in ("promoted", "refused"), out.reason
+    assert out.challenger_version == "2" and out.champion_version == champ and out.run_id
+    h = _hash(redis_client, "trig-incoming")
+    assert h["status"] == out.status and h["reason"] == out.reason
+    assert h["challenger_version"] == "2" and h["run_id"] == out.run_id
+    rec = promotion.read_decisions(s, "2")[0]
+    assert rec["trigger_id"] == "trig-incoming" and rec["decision"] == out.status
+    assert rec["params"]["train_run_id"] == out.run_id
+    assert "carol" in rec["params"]["pool.incoming"] and "sha256=" in rec["params"]["pool.incoming"]
+    assert int(rec["params"]["new.n"]) >= 5
+    meta = registry.read_metadata(s, "2")
+    assert meta["init_from"].endswith("/1")  # fine-tuned from the champion
+    # the held-out base subjects are the champion's test subjects, never trained on
+    champ_test = registry.read_metadata(s, champ)["split"]["test"]
+    assert meta["split"]["test"] == champ_test
+    assert not set(champ_test) & set(meta["split"]["train"])
+    assert any(t.startswith("new:") for t in meta["split"]["train"])
+    profile = registry.read_reference_profile(s, "2")
+    assert profile is not None and "subject" in profile.columns
+
+
+def test_cli_exit_codes_for_refused_and_failed(
+    stack: Settings, redis_client: Any, subprocess_env: dict[str, str], tmp_path: Path
+) -> None:
+    env = dict(subprocess_env)
+    env["WEARMON_DATA_DIR"] = str(tmp_path / "data")
+    env["WEARMON_MODEL_NAME"] = "wm-retrain-cli"
+    cmd = [sys.executable, "-m", "wearmon.cli.main", "model", "retrain", "--quick"]
+    ok = subprocess.run(
+        [*cmd, "--trigger-id", "cli-ok"], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert ok.returncode == 0, ok.stderr[-2000:]
+    assert "retraining cli-ok: refused: no labelled new data" in ok.stdout
+    assert _hash(redis_client, "cli-ok")["status"] == "refused"
+    env["WEARMON_LIFECYCLE__BASE_DATA"] = f"adamsense:{tmp_path / 'nope.csv'}"
+    bad = subprocess.run(
+        [*cmd, "--trigger-id", "cli-bad"], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert bad.returncode == 1, bad.stdout + bad.stderr[-2000:]
+    h = _hash(redis_client, "cli-bad")
+    assert h["status"] == "failed" and "nope.csv" in h["reason"]
+    assert "Traceback" not in bad.stderr
+
+
+def test_labelled_stream_windows_join_the_pool(
+    stack: Settings, redis_client: Any, tmp_path: Path
+) -> None:
+    from stream_processor.sinks import labels_key
+
+    s = _settings(stack, tmp_path, "wm-pool-stream")
+    device = f"dev-pool-{tmp_path.name[-6:]}"
+    rng = np.random.default_rng(3)
+    starts = 1_700_000_000_000 + 2000 * np.arange(20)
+    pipe = redis_client.pipeline()
+    wins = (rng.normal(size=(20, 200, 6)) * [3, 3, 3, 60, 60, 60]).astype(np.float32)
+    for t, x in zip(starts.tolist(), wins, strict=True):
+        pipe.xadd(P.raw_windows_key(device), {"x": P.encode_raw_window(x)}, id=f"{t}-0")
+    # ground truth: "IR" covers windows 0..9 fully, "TAP" windows 12..19; 10, 11 mixed
+    pipe.zadd(labels_key(device), {f"{starts[0]}:{starts[9] + 4000}:IR": int(starts[9] + 4000)})
+    pipe.zadd(labels_key(device), {f"{starts[12]}:{starts[19] + 4000}:TAP": int(starts[19] + 4000)})
+    pipe.execute()
+    try:
+        ds = P.stream_windows(redis_client, s.signal)
+        assert ds is not None
+        mine = ds.groups == f"new:stream:{device}"
+        labels = [ds.classes[i] for i in ds.y[mine]]
+        assert labels == ["IR"] * 10 + ["TAP"] * 8
+        np.testing.assert_allclose(ds.x[mine][0], wins[0], rtol=1e-3, atol=0.05)
+        held = P.load_new_holdout(s, ["IR", "TAP"], redis_client=redis_client)
+        assert held is not None and int(np.sum(held.groups == f"new:stream:{device}")) >= 1
+    finally:
+        redis_client.delete(P.raw_windows_key(device), labels_key(device))

@@ -16,6 +16,7 @@ from confluent_kafka import KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from wearmon.errors import ConfigError, KafkaUnavailableError
+from wearmon.kafka_errors import ConnectErrors
 from wearmon.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
@@ -41,13 +42,16 @@ def ensure_topics(
 
     Returns the topics that were created.
     """
-    admin = AdminClient({**client_config(kafka), "socket.connection.setup.timeout.ms": 3000})
+    errors = ConnectErrors()  # a TLS or SASL failure is named, not "transport failure"
+    conf: dict[str, Any] = {**client_config(kafka), "socket.connection.setup.timeout.ms": 3000}
+    conf["error_cb"] = errors
+    admin = AdminClient(conf)
     try:
         md = admin.list_topics(timeout=timeout_s)
     except KafkaException as exc:
         raise KafkaUnavailableError(
             f"Kafka broker at {kafka.bootstrap_servers} unreachable within {timeout_s:g} s "
-            f"({_reason(exc)})"
+            f"({errors.reason(admin, _reason(exc))})"
         ) from None
     missing = [t for t in dict.fromkeys(topics) if t not in md.topics]
     if not missing:

@@ -203,6 +203,7 @@ def test_replay_with_a_wrong_password_is_one_line(
     assert proc.returncode == 1
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+    assert "SASL authentication error" in lines[0] and "Invalid username or password" in lines[0]
     assert "wrong-pw-4242" not in proc.stdout + proc.stderr
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import stat
 import subprocess
 import sys
 import time
@@ -136,6 +137,8 @@ def test_only_sasl_ssl_clients_get_in(broker: tuple[Settings, Path], pki: Pki) -
     other_ca = {**k.confluent_config(), "ssl.ca.location": str(pki.other_ca)}
     assert not kafka_ready(k.bootstrap_servers, timeout=2.0, conf=other_ca)
     assert all(pw not in log.read_text() for _, pw in SASL_USERS)
+    props = log.parent / "kafka" / "server.properties"  # holds the accounts: owner only
+    assert stat.S_IMODE(props.stat().st_mode) == 0o600
 
 
 def test_ensure_topics_over_sasl_ssl(broker: tuple[Settings, Path]) -> None:

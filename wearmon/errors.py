@@ -70,3 +70,7 @@ class DashboardQueryError(WearmonError):
 
 class GrafanaError(WearmonError):
     """Grafana refused or could not be reached (dashboards push, annotations)."""
+
+
+class MonitorError(WearmonError):
+    """The drift monitor cannot run a check or hold its state (no champion, bad state, ...)."""

@@ -69,4 +69,6 @@ def _redact_record(record: logging.LogRecord) -> None:
         record.msg, record.args = clean, None
     if record.exc_info and not record.exc_text:
         text = logging.Formatter().formatException(record.exc_info)
-        record.exc_text = redact(text)
+        clean = redact(text)
+        if clean != text:  # else the handler's formatter formats it as usual
+            record.exc_text = clean

@@ -6,6 +6,7 @@ import logging
 
 import pytest
 
+from wearmon import redact as redact_module
 from wearmon.redact import install_log_redaction, redact
 from wearmon.settings import Settings
 
@@ -41,14 +42,21 @@ def test_redact(text: str, expected: str) -> None:
     assert redact(text) == expected
 
 
-def test_log_records_are_redacted(caplog: pytest.LogCaptureFixture) -> None:
-    install_log_redaction()
-    log = logging.getLogger("wearmon.test.redact")
-    with caplog.at_level(logging.INFO):
-        log.info("connecting to %s", "redis://u:log-pw-6@h:1/0")
-        try:
-            raise ConnectionError("refused: redis://u:exc-pw-7@h:1/0")
-        except ConnectionError:
-            log.exception("failed")
+def test_log_records_are_redacted(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    previous = logging.getLogRecordFactory()
+    monkeypatch.setattr(redact_module, "_installed", False)
+    try:
+        install_log_redaction()
+        log = logging.getLogger("wearmon.test.redact")
+        with caplog.at_level(logging.INFO):
+            log.info("connecting to %s", "redis://u:log-pw-6@h:1/0")
+            try:
+                raise ConnectionError("refused: redis://u:exc-pw-7@h:1/0")
+            except ConnectionError:
+                log.exception("failed")
+    finally:  # the factory is process-wide: leave other tests' records alone
+        logging.setLogRecordFactory(previous)
     assert "log-pw-6" not in caplog.text and "exc-pw-7" not in caplog.text
     assert "redis://u:***@h:1/0" in caplog.text

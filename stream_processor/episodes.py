@@ -6,7 +6,9 @@ and starts no later than ``max_gap_ms`` after the episode's end (windows overlap
 gap-free stream the next window starts before the previous one ends); any other window closes
 it and opens a new one. **Minutes** count each window's hop (the time it adds to the stream,
 ``hop_ms``) to its activity, in the hour (and day) its start falls in, so the minutes of an
-hour are additive over any split of the predictions.
+hour are additive over any split of the predictions. Time between two windows beyond one
+hop (the watch sent nothing, or windows were skipped) counts as ``NO_DATA`` minutes in the
+hour the data came back.
 
 Pure core: :func:`episodes` and :func:`minute_totals` on a batch; :class:`EpisodeTracker` the
 incremental form (one per device), proven equal to the batch functions for any chunking by a
@@ -30,6 +32,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 HOUR_MS = 3_600_000
+#: the "activity" of the minutes between windows that are more than one hop apart
+NO_DATA = "no data"
 DAY_MS = 24 * HOUR_MS
 
 
@@ -88,17 +92,17 @@ class EpisodeTracker:
     max_gap_ms: int = 100
     hop_ms: int = 2_000
     _open: tuple[int, int, str, float, int] | None = None  # start, end, activity, sum, n
+    _last_start: int | None = None
     hourly: Totals = field(default_factory=dict)
     daily: Totals = field(default_factory=dict)
 
     def update(self, windows: Iterable[Window]) -> list[Episode]:
         """Add windows (in start order); returns the episodes they closed."""
         closed: list[Episode] = []
-        minutes = self.hop_ms / 60_000
         for w in windows:
             for totals, size in ((self.hourly, HOUR_MS), (self.daily, DAY_MS)):
-                k = (w.start_ms - w.start_ms % size, w.activity)
-                totals[k] = totals.get(k, 0.0) + minutes
+                _count(totals, size, w, self._last_start, self.hop_ms)
+            self._last_start = w.start_ms
             o = self._open
             if o is not None and o[2] == w.activity and w.start_ms <= o[1] + self.max_gap_ms:
                 self._open = (o[0], max(o[1], w.end_ms), o[2], o[3] + w.confidence, o[4] + 1)
@@ -137,12 +141,22 @@ def episodes(windows: Sequence[Window], *, max_gap_ms: int = 100) -> list[Episod
     return out
 
 
+def _count(totals: Totals, size: int, w: Window, last_start: int | None, hop_ms: int) -> None:
+    bucket = w.start_ms - w.start_ms % size
+    totals[(bucket, w.activity)] = totals.get((bucket, w.activity), 0.0) + hop_ms / 60_000
+    if last_start is not None and w.start_ms - last_start > hop_ms:
+        missing = (w.start_ms - last_start - hop_ms) / 60_000
+        totals[(bucket, NO_DATA)] = totals.get((bucket, NO_DATA), 0.0) + missing
+
+
 def minute_totals(windows: Iterable[Window], *, hop_ms: int = 2_000, bucket_ms: int) -> Totals:
-    """Minutes per (bucket start, activity): each window counts its hop."""
+    """Minutes per (bucket start, activity): each window counts its hop; the time between
+    windows more than a hop apart counts as NO_DATA."""
     out: Totals = {}
+    last: int | None = None
     for w in windows:
-        k = (w.start_ms - w.start_ms % bucket_ms, w.activity)
-        out[k] = out.get(k, 0.0) + hop_ms / 60_000
+        _count(out, bucket_ms, w, last, hop_ms)
+        last = w.start_ms
     return out
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from wearmon.redact import redact
@@ -20,10 +20,15 @@ class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+#: SASL mechanisms both Kafka clients (confluent-kafka, Faust/aiokafka) are configured for.
+SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "GSSAPI")
+
+
 class KafkaSettings(_Frozen):
     #: ``host:port[,host:port]``; unset means the local stack's broker (``ports.kafka``).
     bootstrap_servers: str = ""
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    #: PLAIN when a SASL protocol is set without one; SCRAM-SHA-256/512, GSSAPI.
     sasl_mechanism: str | None = None
     sasl_username: str | None = None
     sasl_password: SecretStr | None = None
@@ -38,6 +43,24 @@ class KafkaSettings(_Frozen):
     #: A fetch for idle partitions (the labels topic) held that long blocked every fetch of
     #: sample messages behind it: 1.5 s stalls at 1,000 devices (docs/stream.md).
     consumer_fetch_max_wait_ms: int = Field(default=100, ge=1)
+
+    @field_validator("sasl_mechanism", mode="before")
+    @classmethod
+    def _mechanism(cls, value: Any) -> Any:
+        if value is None or value == "":
+            return None
+        name = str(value).upper()
+        if name not in SASL_MECHANISMS:
+            raise ValueError(f"unsupported SASL mechanism {value!r} ({', '.join(SASL_MECHANISMS)})")
+        return name
+
+    @model_validator(mode="after")
+    def _default_mechanism(self) -> KafkaSettings:
+        # One default for both clients: librdkafka's own default (GSSAPI) is not built in
+        # the confluent-kafka wheel, so an unset mechanism failed every SASL connection.
+        if self.security_protocol.startswith("SASL") and self.sasl_mechanism is None:
+            object.__setattr__(self, "sasl_mechanism", "PLAIN")
+        return self
 
     def confluent_config(self) -> dict[str, Any]:
         """Client configuration for confluent-kafka (librdkafka names)."""

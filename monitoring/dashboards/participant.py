@@ -8,7 +8,7 @@ episode and minute keys of stream_processor.episodes.
 
 from __future__ import annotations
 
-from grafana_foundation_sdk.builders import barchart, dashboard, statetimeline
+from grafana_foundation_sdk.builders import barchart, dashboard, statetimeline, timeseries
 from grafana_foundation_sdk.builders import common as cb
 from grafana_foundation_sdk.models import common as cm
 
@@ -24,7 +24,7 @@ from monitoring.dashboards.common import (
     to_types,
     transform,
 )
-from stream_processor.episodes import daily_key, episodes_key, hourly_key
+from stream_processor.episodes import daily_key, episodes_key, hourly_key, open_episode_key
 from stream_processor.sinks import history_key, latest_key
 
 UID = "wearmon-participant"
@@ -84,12 +84,13 @@ def _timeline(d: dashboard.Dashboard) -> dashboard.Dashboard:
             statetimeline.Panel()
             .title("Activity timeline (episodes)")
             .description(
-                "Episodes of one predicted activity (consecutive windows merged), from the "
-                "stream processor's episode stream, in the dashboard's time range."
+                "Episodes of one predicted activity (consecutive windows merged): the closed "
+                "ones in the dashboard's time range and the one still growing."
             )
             .unit("none")
             .datasource(REDIS)
             .with_target(RedisQuery("xrange", episodes_key(DEVICE), count=10000))
+            .with_target(RedisQuery("hgetall", open_episode_key(DEVICE), ref_id="B"))
             .with_transformation(to_types(start_ms="time"))
             .with_transformation(keep_fields("start_ms", "activity"))
             .span(24)
@@ -98,18 +99,30 @@ def _timeline(d: dashboard.Dashboard) -> dashboard.Dashboard:
         )
         .with_panel(
             statetimeline.Panel()
-            .title("Predicted activity and confidence per window")
-            .description(
-                "Every classified window (pred:hist): its predicted activity and confidence."
-            )
+            .title("Predicted activity per window")
+            .description("Every classified window (pred:hist): its predicted activity.")
             .unit("none")
             .datasource(REDIS)
             .with_target(RedisQuery("xrange", history_key(DEVICE), count=10000))
-            .with_transformation(to_types(window_start_ms="time", confidence="number"))
-            .with_transformation(keep_fields("window_start_ms", "label", "confidence"))
-            .span(24)
+            .with_transformation(to_types(window_start_ms="time"))
+            .with_transformation(keep_fields("window_start_ms", "label"))
+            .span(12)
             .height(6)
             .show_value(cm.VisibilityMode.NEVER)
+        )
+        .with_panel(
+            timeseries.Panel()
+            .title("Confidence per window")
+            .description("Confidence (0..1) of every classified window's prediction.")
+            .unit("percentunit")
+            .datasource(REDIS)
+            .with_target(RedisQuery("xrange", history_key(DEVICE), count=10000))
+            .with_transformation(to_types(window_start_ms="time", confidence="number"))
+            .with_transformation(keep_fields("window_start_ms", "confidence"))
+            .min(0)
+            .max(1)
+            .span(12)
+            .height(6)
         )
     )
 
@@ -136,14 +149,16 @@ def _totals(d: dashboard.Dashboard) -> dashboard.Dashboard:
         d.with_panel(
             _minutes(
                 "Minutes per activity per hour",
-                "Minutes of each predicted activity in each hour (UTC hours).",
+                "Minutes of each predicted activity in each hour (UTC hours); 'no data': "
+                "minutes between windows more than one hop apart (watch silent or windows "
+                "skipped).",
                 hourly_key(DEVICE),
             )
         )
         .with_panel(
             _minutes(
                 "Minutes per activity per day",
-                "Minutes of each predicted activity on each day (UTC days).",
+                "Minutes of each predicted activity on each day (UTC days), and 'no data'.",
                 daily_key(DEVICE),
             )
         )
@@ -155,6 +170,20 @@ def _totals(d: dashboard.Dashboard) -> dashboard.Dashboard:
                 "none",
                 RedisQuery("hgetall", latest_key(DEVICE)),
                 span=24,
+            )
+            .with_transformation(
+                to_types(window_start_ms="time", window_end_ms="time", processed_ms="time")
+            )
+            .with_transformation(
+                keep_fields(
+                    "label",
+                    "confidence",
+                    "window_start_ms",
+                    "window_end_ms",
+                    "processed_ms",
+                    "latency_ms",
+                    "model_version",
+                )
             )
         )
     )

@@ -246,8 +246,9 @@ def _kafka_and_reliability(d: dashboard.Dashboard) -> dashboard.Dashboard:
         )
         .with_panel(
             ts(
-                "Model swaps",
-                "Model loads and hot-swap attempts of the workers, by result.",
+                "Model loads and swaps since worker start",
+                "Model loads and hot-swap attempts of the workers since they started, by "
+                "result (swapped, refused).",
                 "none",
                 [Q(f"sum by (result) ({S}model_swaps_total)", "{{result}}")],
                 span=8,

@@ -35,3 +35,40 @@ def generate_cmd(
         return
     for path in write_all(folder):
         typer.echo(f"wrote {path}")
+
+
+@app.command("render")
+def render_cmd(
+    ctx: typer.Context,
+    out: Path = typer.Option(None, "--out", help="Folder (default: <data_dir>/dashboards)."),
+    minutes: float = typer.Option(30.0, "--minutes", help="Time range: the last N minutes."),
+    participant: str = typer.Option(
+        None, "--participant", help="Device id for the participant dashboard (default: newest)."
+    ),
+) -> None:
+    """Draw every dashboard's panels from the live Prometheus and Redis into PNGs."""
+    from monitoring.dashboards.live import Window
+    from monitoring.dashboards.render import render_all
+
+    settings = settings_of(ctx)
+    folder = out or settings.data_dir / "dashboards"
+    step = max(5, round(minutes * 60 / 240))
+    report = render_all(
+        settings, folder, window=Window.last(minutes * 60, step_s=step), participant=participant
+    )
+    for name, views in report.items():
+        empty = [v.title for v in views if not v.has_data]
+        note = f"; no data: {', '.join(empty)}" if empty else ""
+        typer.echo(f"{folder / (name + '.png')}: {len(views)} panels{note}")
+
+
+@app.command("push")
+def push_cmd(
+    ctx: typer.Context,
+    names: list[str] = typer.Argument(None, help="Dashboards (default: all)."),
+) -> None:
+    """Upload the dashboards to the Grafana of grafana.url (token: grafana.token)."""
+    from monitoring.dashboards.push import push
+
+    for url in push(settings_of(ctx), names or None):
+        typer.echo(f"pushed {url}")

@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from stream_processor.episodes import (
     DAY_MS,
     HOUR_MS,
+    NO_DATA,
     EpisodeTracker,
     Window,
     episodes,
@@ -69,4 +70,8 @@ def test_runs_merge_and_gaps_split() -> None:
     ]
     assert abs(eps[0].mean_confidence - 0.7) < 1e-9
     totals = minute_totals(w, hop_ms=2000, bucket_ms=HOUR_MS)
-    assert totals == {(0, "sit"): 2 * 2000 / 60000, (0, "walk"): 2 * 2000 / 60000}
+    assert totals == {
+        (0, "sit"): 2 * 2000 / 60000,
+        (0, "walk"): 2 * 2000 / 60000,
+        (0, NO_DATA): (20000 - 4000 - 2000) / 60000,
+    }

@@ -1,0 +1,314 @@
+"""``wearmon dashboards render``: draw each dashboard's panels from the live Prometheus and
+Redis into one PNG per dashboard (matplotlib), so a person can see what the dashboards show
+without a Grafana server. A panel without data says "No data", as Grafana would."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from monitoring.dashboards.generate import builders, dashboard_json
+from monitoring.dashboards.live import Prometheus, Result, Series, Window, run_redis
+from monitoring.dashboards.queries import metric_names, panels, queries
+
+log = logging.getLogger(__name__)
+COLS = 3
+TIME_FMT = "%H:%M:%S"
+
+
+@dataclass
+class PanelView:
+    title: str
+    kind: str
+    unit: str
+    decimals: int | None = None
+    keep: list[str] = field(default_factory=list)  # the panel's "organize" fields, in order
+    results: list[Result] = field(default_factory=list)
+    metrics: set[str] = field(default_factory=set)
+
+    @property
+    def has_data(self) -> bool:
+        return any(r.has_data and r.rows != [{"value": "0"}] for r in self.results)
+
+
+def collect(
+    name: str, prom: Prometheus, redis_client: Any, window: Window, variables: dict[str, str]
+) -> list[PanelView]:
+    """Every panel of a dashboard with what its queries return now."""
+    dash = dashboard_json(name)
+    views: dict[str, PanelView] = {}
+    for p in panels(dash):
+        defaults = p.get("fieldConfig", {}).get("defaults", {})
+        keep = [
+            name
+            for t in p.get("transformations", [])
+            if t["id"] == "organize"
+            for name in t["options"].get("indexByName", {})
+        ]
+        views[p["title"]] = PanelView(
+            p["title"], p["type"], defaults.get("unit", ""), defaults.get("decimals"), keep
+        )
+    for q in queries(name, dash):
+        v = views[q.panel]
+        if q.is_prometheus:
+            v.metrics |= metric_names(str(q.target["expr"]))
+            v.results.append(prom.run(q, window))
+        elif redis_client is not None:
+            v.results.append(run_redis(redis_client, q, variables))
+    return list(views.values())
+
+
+def fmt(value: float, unit: str) -> str:
+    if unit == "s":
+        return f"{value * 1000:.0f} ms" if abs(value) < 1 else f"{value:.2f} s"
+    if unit == "percentunit":
+        return f"{value * 100:.1f} %"
+    if unit in ("wps", "ops"):
+        return f"{value:.1f}/s"
+    if unit == "m":
+        return f"{value:.1f} min"
+    if unit == "dateTimeFromNow":
+        ago = dt.datetime.now(dt.UTC).timestamp() - value / 1000
+        return f"{ago:.0f} s ago"
+    return f"{value:.3g}" if abs(value) < 1000 else f"{value:,.0f}"
+
+
+def _times(ts: list[float]) -> list[dt.datetime]:
+    return [dt.datetime.fromtimestamp(t, dt.UTC) for t in ts]
+
+
+def _redis_series(rows: list[dict[str, str]]) -> list[Series]:
+    """A time series of the numeric fields of stream rows (time: window_start_ms)."""
+    out: dict[str, Series] = {}
+    for row in rows:
+        if "window_start_ms" not in row:
+            continue
+        t = int(row["window_start_ms"]) / 1000
+        for name in ("confidence",):
+            if name in row:
+                s = out.setdefault(name, Series(name))
+                s.t.append(t)
+                s.v.append(float(row[name]))
+    return list(out.values())
+
+
+def _draw_series(ax: Any, v: PanelView) -> None:
+    series: list[Series] = [s for r in v.results for s in r.series if s.v]
+    series += [s for r in v.results for s in _redis_series(r.rows)]
+    for s in series[:12]:
+        ax.plot(_times(s.t), s.v, label=s.name, linewidth=1.2)
+    ax.yaxis.set_major_formatter(_formatter(v.unit))
+    ax.tick_params(labelsize=7)
+    ax.grid(alpha=0.3)
+    if series:
+        ax.legend(fontsize=6, loc="upper left", ncol=2, framealpha=0.6)
+    import matplotlib.dates as mdates
+
+    ax.xaxis.set_major_formatter(mdates.DateFormatter(TIME_FMT, tz=dt.UTC))
+
+
+def _formatter(unit: str) -> Any:
+    from matplotlib.ticker import FuncFormatter
+
+    return FuncFormatter(lambda x, _: fmt(x, unit))
+
+
+def _draw_stat(ax: Any, v: PanelView) -> None:
+    ax.axis("off")
+    text = "No data"
+    for r in v.results:
+        for s in r.series:
+            if s.v:
+                last = s.v[-1] if v.decimals is None else round(s.v[-1], v.decimals)
+                text = fmt(last, v.unit)
+                break
+        for row in r.rows:
+            text = _stat_of_row(row, v.unit)
+    ax.text(0.5, 0.45, text, ha="center", va="center", fontsize=20, weight="bold")
+
+
+def _stat_of_row(row: dict[str, str], unit: str) -> str:
+    if "value" in row:
+        return row["value"]
+    if unit == "dateTimeFromNow":
+        return fmt(float(row.get("processed_ms", "0")), unit)
+    if unit == "percentunit" and "confidence" in row:
+        return fmt(float(row["confidence"]), unit)
+    return row.get("label", "?")
+
+
+def _draw_bars(ax: Any, v: PanelView) -> None:
+    pairs = [(s.name, s.v[-1]) for r in v.results for s in r.series if s.v]
+    pairs.sort(key=lambda p: p[1])
+    ax.barh([p[0] for p in pairs], [p[1] for p in pairs], color="tab:orange")
+    ax.tick_params(labelsize=7)
+
+
+def _draw_states(ax: Any, v: PanelView) -> None:
+    """Prometheus series (1 while a state holds), or Redis rows (label changes over time)."""
+    import matplotlib.dates as mdates
+
+    segments: dict[str, list[tuple[float, float]]] = {}
+    for r in v.results:
+        for s in r.series:
+            on = [t for t, x in zip(s.t, s.v, strict=True) if x >= 1]
+            segments.setdefault(s.name, []).extend((t, 5.0) for t in on)
+        for t, end, label in _row_spans(r.rows):
+            segments.setdefault(label, []).append((t, max(end - t, 0.5)))
+    colors = _palette(sorted(segments))
+    for i, (label, segs) in enumerate(sorted(segments.items())):
+        ax.broken_barh(
+            [(mdates.date2num(_times([t])[0]), w / 86400) for t, w in segs],
+            (i - 0.4, 0.8),
+            color=colors[label],
+        )
+    ax.set_yticks(range(len(segments)), sorted(segments), fontsize=7)
+    ax.xaxis_date(tz=dt.UTC)
+    ax.xaxis.set_major_formatter(mdates.DateFormatter(TIME_FMT, tz=dt.UTC))
+    ax.tick_params(labelsize=7)
+
+
+def _row_spans(rows: list[dict[str, str]]) -> list[tuple[float, float, str]]:
+    """(start s, end s, label) of episode or window rows; a window lasts until the next."""
+    out = []
+    for i, row in enumerate(rows):
+        t = row.get("start_ms") or row.get("window_start_ms")
+        label = row.get("activity") or row.get("label")
+        if t is None or label is None:
+            continue
+        end = row.get("end_ms") or row.get("window_end_ms")
+        if end is None:
+            nxt = rows[i + 1].get("window_start_ms") if i + 1 < len(rows) else None
+            end = nxt or str(int(t) + 2000)
+        out.append((int(t) / 1000, int(end) / 1000, label))
+    return out
+
+
+def _palette(labels: list[str]) -> dict[str, Any]:
+    import matplotlib
+
+    cmap = matplotlib.colormaps["tab10"]
+    return {label: cmap(i % 10) for i, label in enumerate(labels)}
+
+
+def _draw_minutes(ax: Any, v: PanelView) -> None:
+    rows = [json.loads(r["member"]) for res in v.results for r in res.rows]
+    acts = sorted({k for row in rows for k in row if k != "t"})
+    colors = _palette(acts)
+    labels = [dt.datetime.fromtimestamp(row["t"] / 1000, dt.UTC) for row in rows]
+    names = [
+        t.strftime("%d %H:00") if "hour" in v.title else t.strftime("%Y-%m-%d") for t in labels
+    ]
+    bottom = [0.0] * len(rows)
+    for a in acts:
+        vals = [float(row.get(a, 0.0)) for row in rows]
+        ax.bar(names, vals, bottom=bottom, label=a, color=colors[a])
+        bottom = [b + x for b, x in zip(bottom, vals, strict=True)]
+    ax.set_ylabel("minutes", fontsize=7)
+    ax.tick_params(labelsize=7)
+    if acts:
+        ax.legend(fontsize=6, ncol=2)
+
+
+def _draw_table(ax: Any, v: PanelView) -> None:
+    ax.axis("off")
+    rows = [row for r in v.results for row in r.rows][:8]
+    if not rows:
+        return
+    cols = v.keep or [c for c in rows[0] if c not in ("probs",)][:7]
+    cells = [[_cell(c, row.get(c, "")) for c in cols] for row in rows]
+    tab = ax.table(cellText=cells, colLabels=cols, loc="upper center", cellLoc="left")
+    tab.auto_set_font_size(False)
+    tab.set_fontsize(6)
+    tab.scale(1, 1.2)
+
+
+def _cell(column: str, value: str) -> str:
+    """Epoch-ms columns as UTC times (as the Grafana panel's field types show them)."""
+    if column.endswith("_ms") and value.isdigit() and len(value) >= 12:
+        return dt.datetime.fromtimestamp(int(value) / 1000, dt.UTC).strftime(TIME_FMT)
+    return value[:22]
+
+
+DRAW = {
+    "timeseries": _draw_series,
+    "stat": _draw_stat,
+    "bargauge": _draw_bars,
+    "state-timeline": _draw_states,
+    "barchart": _draw_minutes,
+    "table": _draw_table,
+}
+
+
+def draw(title: str, views: list[PanelView], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = (len(views) + COLS - 1) // COLS
+    fig, axes = plt.subplots(rows, COLS, figsize=(6 * COLS, 3.2 * rows), squeeze=False)
+    for ax, v in zip(axes.flat, views, strict=False):
+        ax.set_title(v.title, fontsize=9, loc="left")
+        if v.has_data:
+            DRAW[v.kind](ax, v)
+        else:
+            ax.axis("off")
+            ax.text(0.5, 0.5, "No data", ha="center", va="center", color="grey", fontsize=12)
+    for ax in list(axes.flat)[len(views) :]:
+        ax.axis("off")
+    fig.suptitle(title + "  (UTC)", fontsize=13, x=0.01, ha="left")
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.4 / (3.2 * rows)))
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
+def render_all(
+    settings: Any,
+    out_dir: Path,
+    *,
+    window: Window,
+    participant: str | None = None,
+    redis_client: Any = None,
+) -> dict[str, list[PanelView]]:
+    """Draw every dashboard to ``out_dir/<name>.png``; returns what each panel showed."""
+    import redis
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    prom = Prometheus(
+        settings.grafana.prometheus_url or f"http://127.0.0.1:{settings.ports.prometheus}"
+    )
+    client = redis_client or redis.Redis.from_url(
+        settings.redis.url, **settings.redis.client_kwargs()
+    )
+    variables = {"participant": participant or _a_participant(client)}
+    report: dict[str, list[PanelView]] = {}
+    try:
+        for name in builders():
+            views = collect(name, prom, client, window, variables)
+            title = str(dashboard_json(name)["title"])
+            if name == "participant":
+                title += f"  (participant {variables['participant']})"
+            draw(title, views, out_dir / f"{name}.png")
+            report[name] = views
+    finally:
+        if redis_client is None:
+            client.close()
+    return report
+
+
+def _a_participant(client: Any) -> str:
+    """The device with the most recent prediction (for a render without --participant)."""
+    from stream_processor.sinks import decode_fields
+
+    best, best_t = "", -1
+    for key in client.scan_iter(match="pred:latest:*", count=1000):
+        fields = decode_fields(client.hgetall(key))
+        t = int(fields.get("processed_ms", "0") or 0)
+        if t > best_t:
+            best, best_t = (key.decode() if isinstance(key, bytes) else key).split(":", 2)[2], t
+    return best

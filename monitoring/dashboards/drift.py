@@ -26,7 +26,9 @@ M = "wearmon_monitor_"
 
 def _keys() -> tuple[str, str]:
     """(latest check hash, policy transition stream): the monitor's Redis keys."""
-    return "drift:latest", "policy:log"
+    from monitoring import keys
+
+    return keys.DRIFT_LATEST, keys.POLICY_LOG
 
 
 def _now(d: dashboard.Dashboard) -> dashboard.Dashboard:

@@ -81,7 +81,6 @@ def _env(settings: Settings, pki: Pki, repo_root: Path, **over: str) -> dict[str
             "WEARMON_PORTS__KAFKA": str(settings.ports.kafka),
             "WEARMON_PORTS__KAFKA_CONTROLLER": str(settings.ports.kafka_controller),
             "WEARMON_KAFKA__SECURITY_PROTOCOL": "SASL_SSL",
-            "WEARMON_KAFKA__SASL_MECHANISM": "PLAIN",
             "WEARMON_KAFKA__SASL_USERNAME": k.sasl_username,
             "WEARMON_KAFKA__SASL_PASSWORD": k.sasl_password.get_secret_value(),
             "WEARMON_KAFKA__SSL_CAFILE": str(pki.ca),

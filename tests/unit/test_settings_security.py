@@ -48,3 +48,25 @@ def test_client_kwargs_build_tls_clients_without_connecting(tmp_path: Path) -> N
     assert not any(k.startswith("ssl") for k in plain.client_kwargs())
     client = redis.Redis.from_url(plain.url, **plain.client_kwargs())
     assert client.connection_pool.connection_class is Connection
+
+
+def test_sasl_mechanism_defaults_to_plain_for_both_clients() -> None:
+    """librdkafka's own default, GSSAPI, is not in the confluent-kafka wheel: an unset
+    mechanism failed with a traceback when the admin client was created."""
+    from confluent_kafka.admin import AdminClient
+
+    from wearmon.settings import KafkaSettings
+
+    k = KafkaSettings(
+        bootstrap_servers="127.0.0.1:1",
+        security_protocol="SASL_SSL",
+        sasl_username="u",
+        sasl_password="p",
+    )
+    assert k.sasl_mechanism == "PLAIN"
+    assert k.confluent_config()["sasl.mechanism"] == "PLAIN"
+    AdminClient(k.confluent_config())  # raised KafkaException(_INVALID_ARG) before
+    assert KafkaSettings(security_protocol="SSL").sasl_mechanism is None
+    assert KafkaSettings(sasl_mechanism="scram-sha-256").sasl_mechanism == "SCRAM-SHA-256"
+    with pytest.raises(ValidationError, match="unsupported SASL mechanism"):
+        KafkaSettings(sasl_mechanism="OAUTHBEARER")

@@ -8,6 +8,11 @@ XLA-compiled (``jit_compile``; one compilation per bucket, done by :meth:`warmup
 thesis model on this machine it costs 0.65-0.75 ms of CPU per window on one thread instead
 of 1.0-1.8 ms (docs/stream.md).
 
+``stream.inference_backend`` can serve the same model through an exported path instead
+(trainer.export: ONNX Runtime, OpenVINO, opt-in int8/bf16): converted when a version is first
+loaded, cached beside its files, and checked against Keras on probe windows at every load; a
+backend that fails falls back to the tf.function with a logged reason (docs/inference.md).
+
     model = load_alias(settings)            # the champion
     probs = model.predict_proba(x)          # x: float32 (n, 200, 6), canonical units
     if champion_version(settings) != model.version: ...   # cheap poll for hot-swap
@@ -23,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from wearmon.errors import IncompatibleModelError, RegistryError
+from wearmon.errors import ConfigError, ExportError, IncompatibleModelError, RegistryError
 from wearmon.settings import Settings
 from wearmon.signals.normalize import Scaler, standardize
 from wearmon.signals.types import CHANNELS, WINDOW
@@ -51,6 +56,7 @@ class ServingModel:
         metadata: dict[str, Any] | None = None,
         buckets: Sequence[int] = BUCKETS,
         jit_compile: bool = True,
+        runner: Any = None,
     ) -> None:
         from trainer.inspect import validate_model
 
@@ -71,6 +77,15 @@ class ServingModel:
         self.jit_compile = bool(jit_compile)
         self._fn: Any = None
         self._lock = threading.Lock()
+        #: an exported backend's call (trainer.export.Runner) or None for the tf.function
+        self.runner: Any = runner
+        #: how the backend was chosen and checked (for logs and benchmarks)
+        self.backend_info: dict[str, Any] = {}
+
+    @property
+    def backend(self) -> str:
+        """What runs the model: ``tf`` or an exported backend's name."""
+        return "tf" if self.runner is None else str(self.runner.name)
 
     @property
     def n_classes(self) -> int:
@@ -112,6 +127,11 @@ class ServingModel:
         if n == 0:
             return np.zeros((0, self.n_classes), dtype=np.float32)
         xs = standardize(x, self.scaler)
+        if self.runner is not None:
+            from trainer.export import run_batched
+
+            with self._lock:
+                return run_batched(self.runner, xs, self.buckets)
         fn = self._compiled()
         out = np.empty((n, self.n_classes), dtype=np.float32)
         largest = self.buckets[-1]
@@ -137,15 +157,30 @@ class ServingModel:
         """Trace (with XLA: compile) the call for each bucket, so that no batch waits for a
         compilation."""
         zeros = np.broadcast_to(self.scaler.mean, (1, self.window, len(CHANNELS)))
-        for b in self.buckets:
+        buckets = self.buckets
+        if self.runner is not None:
+            cap = int(self.runner.max_batch)
+            buckets = tuple(b for b in buckets if b <= cap) if self.runner.pads else (1, cap)
+        for b in buckets:
             self.predict_proba(np.repeat(zeros, b, axis=0))
 
     def __repr__(self) -> str:
-        return f"ServingModel(version={self.version!r}, classes={len(self.classes)})"
+        return (
+            f"ServingModel(version={self.version!r}, classes={len(self.classes)}, "
+            f"backend={self.backend!r})"
+        )
 
 
-def from_dir(directory: Path, version: str, *, jit_compile: bool = True) -> ServingModel:
-    """A ServingModel from a version's files (model.keras + metadata.json)."""
+def from_dir(
+    directory: Path,
+    version: str,
+    *,
+    jit_compile: bool = True,
+    backend: str = "tf",
+    threads: int = 0,
+) -> ServingModel:
+    """A ServingModel from a version's files (model.keras + metadata.json), served by
+    ``backend`` (see :func:`attach_backend`)."""
     import json
 
     from trainer.inspect import load_keras
@@ -157,7 +192,7 @@ def from_dir(directory: Path, version: str, *, jit_compile: bool = True) -> Serv
         scaler = Scaler.from_dict(meta["scaler"])
     except KeyError as exc:
         raise IncompatibleModelError(f"model version {version}: metadata lacks {exc}") from None
-    return ServingModel(
+    served = ServingModel(
         load_keras(model_file(directory)),
         version=version,
         classes=classes,
@@ -167,6 +202,69 @@ def from_dir(directory: Path, version: str, *, jit_compile: bool = True) -> Serv
         metadata=meta,
         jit_compile=jit_compile,
     )
+    attach_backend(served, directory, backend, threads=threads)
+    return served
+
+
+def attach_backend(served: ServingModel, directory: Path, backend: str, *, threads: int = 0) -> str:
+    """Serve ``served`` through an exported backend when it converts and agrees with Keras.
+
+    ``tf`` keeps the tf.function; ``auto`` tries trainer.export.AUTO_ORDER (fp32 only); a
+    named backend is tried alone. A backend that fails is refused with a logged reason and
+    the tf.function serves. Returns the backend now serving.
+    """
+    from trainer import export
+    from trainer.registry import model_file
+
+    if backend not in export.BACKENDS:
+        raise ConfigError(
+            f"stream.inference_backend {backend!r}: use one of {', '.join(export.BACKENDS)}"
+        )
+    if backend == "tf":
+        served.backend_info = {"requested": "tf"}
+        return "tf"
+    candidates = export.AUTO_ORDER if backend == "auto" else (backend,)
+    refused: dict[str, str] = {}
+    for name in candidates:
+        try:
+            done = export.export_and_check(
+                name,
+                served.keras_model,
+                directory,
+                model_file(directory),
+                served.scaler,
+                window=served.window,
+                threads=threads,
+            )
+        except (ExportError, OSError) as exc:
+            refused[name] = str(exc)
+            log.warning(
+                "model version %s: inference backend %s refused, serving with tf: %s",
+                served.version,
+                name,
+                exc,
+            )
+            continue
+        served.runner = done.runner
+        served.backend_info = {
+            "requested": backend,
+            "backend": name,
+            "reused_cache": done.reused,
+            "max_abs_diff": done.agreement.max_abs,
+            "label_agreement": done.agreement.label_agreement,
+            "probe_windows": done.agreement.n,
+            "file": str(done.path),
+        }
+        log.info(
+            "model version %s served by %s (%s; %s)",
+            served.version,
+            name,
+            done.agreement.describe(),
+            "cached" if done.reused else "converted now",
+        )
+        return name
+    served.backend_info = {"requested": backend, "backend": "tf", "refused": refused}
+    return "tf"
 
 
 def load_version(settings: Settings, version: str) -> ServingModel:
@@ -174,7 +272,11 @@ def load_version(settings: Settings, version: str) -> ServingModel:
     from trainer.registry import version_dir
 
     return from_dir(
-        version_dir(settings, str(version)), str(version), jit_compile=settings.stream.jit_compile
+        version_dir(settings, str(version)),
+        str(version),
+        jit_compile=settings.stream.jit_compile,
+        backend=settings.stream.inference_backend,
+        threads=settings.stream.inference_threads,
     )
 
 

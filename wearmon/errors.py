@@ -72,5 +72,9 @@ class GrafanaError(WearmonError):
     """Grafana refused or could not be reached (dashboards push, annotations)."""
 
 
+class ExportError(WearmonError):
+    """A model could not be converted to, loaded in or checked on an inference backend."""
+
+
 class MonitorError(WearmonError):
     """The drift monitor cannot run a check or hold its state (no champion, bad state, ...)."""

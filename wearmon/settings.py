@@ -191,6 +191,16 @@ class StreamSettings(_Frozen):
     #: XLA-compile the serving call (trainer.serving): measured with the thesis model on one
     #: thread, 0.65-0.75 instead of 1.0-1.8 ms CPU per window; one compilation per bucket
     jit_compile: bool = True
+    #: What runs the served model (trainer.serving, docs/inference.md): "tf" (the compiled
+    #: tf.function), "onnx" (ONNX Runtime), "openvino", the reduced-precision "onnx-int8" and
+    #: "openvino-bf16" (opt-in), or "auto": the fastest fp32 path measured that converts and
+    #: agrees with Keras at load (ONNX Runtime), else "tf". Converted once, cached with the
+    #: version; a backend that fails its check at load falls back to "tf" with a logged reason.
+    inference_backend: Literal["auto", "tf", "onnx", "openvino", "onnx-int8", "openvino-bf16"] = (
+        "auto"
+    )
+    #: Threads of an exported backend's runtime; 0 = the runtime's default (all cores).
+    inference_threads: int = Field(default=0, ge=0)
     model_poll_s: float = Field(default=5.0, gt=0)
     workers: int = Field(default=1, ge=1)
     #: Faust application id = Kafka consumer group of ``wearmon process`` workers.

@@ -231,8 +231,6 @@ class LifecycleSettings(_Frozen):
     #: Recipe of a retraining (trainer.train.PRESETS); ``--quick`` uses a few epochs.
     preset: str = "default"
     quick_epochs: int = Field(default=3, ge=1)
-    #: TTL of the retrain:{trigger_id} hashes.
-    retrain_ttl_s: int = Field(default=30 * 24 * 3600, ge=1)
 
 
 class GrafanaSettings(_Frozen):

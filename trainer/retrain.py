@@ -3,7 +3,7 @@ and let :func:`trainer.promotion.decide_and_promote` decide.
 
 :func:`retrain` writes the Redis hash ``retrain:{trigger_id}`` (``status=running`` at the
 start; ``promoted``, ``refused`` or ``failed`` at the end, with the reason, the challenger
-and champion versions, the training run and timestamps; TTL ``lifecycle.retrain_ttl_s``).
+and champion versions, the training run and timestamps; TTL 30 days, monitoring.keys).
 ``wearmon model retrain --trigger-id ID`` runs it in its own process (the monitor starts it
 at a lower CPU priority) and exits 0 for promoted/refused, 1 for failed.
 
@@ -47,14 +47,10 @@ class RetrainOutcome:
 
 
 def retrain_key(trigger_id: str) -> str:
-    """The retrain:{trigger_id} hash. Its name is defined in monitoring.keys (the monitor
-    reads it); the literal below is the agreed name, used only where that module is not
-    importable."""
-    try:
-        from monitoring.keys import retrain_key as key
-    except ImportError:
-        return f"retrain:{trigger_id}"
-    return str(key(trigger_id))
+    """The retrain:{trigger_id} hash (named in monitoring.keys, which the monitor reads)."""
+    from monitoring.keys import retrain_key as key
+
+    return key(trigger_id)
 
 
 def _now_ms() -> int:
@@ -62,13 +58,15 @@ def _now_ms() -> int:
 
 
 def write_status(client: Any, settings: Settings, trigger_id: str, **fields: Any) -> None:
+    from monitoring.keys import RETRAIN_TTL_S
+
     if client is None:
         return
     key = retrain_key(trigger_id)
     mapping = {k: "" if v is None else str(v) for k, v in fields.items()}
     pipe = client.pipeline()
     pipe.hset(key, mapping=mapping)
-    pipe.expire(key, settings.lifecycle.retrain_ttl_s)
+    pipe.expire(key, RETRAIN_TTL_S)
     pipe.execute()
 
 

@@ -29,7 +29,7 @@ from trainer.datasets import (
     window_dataset,
 )
 from trainer.model import ModelConfig
-from wearmon.errors import ConfigError
+from wearmon.errors import ConfigError, WearmonError
 from wearmon.settings import Settings
 from wearmon.signals.normalize import Scaler
 
@@ -379,8 +379,11 @@ def write_monitoring_files(model_dir: Path, train_windows: WindowDataset) -> Non
     except ImportError:  # the monitor package is not installed
         log.warning("monitoring.calibration not available: no drift calibration stored")
         return
-    features = profile.drop(columns=["subject"])
-    cal = calibrate(features, subjects)
+    try:
+        cal = calibrate(profile.drop(columns=["subject"]), subjects)
+    except WearmonError as exc:  # e.g. too few training subjects to calibrate on
+        log.warning("no drift calibration stored with the version: %s", exc)
+        return
     (model_dir / CALIBRATION_FILE).write_text(json.dumps(cal, indent=2))
 
 

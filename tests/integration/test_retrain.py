@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from monitoring.keys import RETRAIN_TTL_S
 from trainer import pool as P
 from trainer import promotion, registry
 from trainer.model import ModelConfig
@@ -61,7 +62,7 @@ def test_no_new_labels_is_refused_without_training(
     h = _hash(redis_client, "trig-nolabels")
     assert h["status"] == "refused" and h["champion_version"] == champ
     assert h["challenger_version"] == "" and int(h["finished_ms"]) >= int(h["started_ms"]) > 0
-    assert 0 < redis_client.ttl(retrain_key("trig-nolabels")) <= s.lifecycle.retrain_ttl_s
+    assert 0 < redis_client.ttl(retrain_key("trig-nolabels")) <= RETRAIN_TTL_S
     assert registry.latest_version(s) == champ  # nothing was trained
 
 

@@ -247,6 +247,35 @@ class GrafanaSettings(_Frozen):
     prometheus_url: str = ""
 
 
+class MonitorSettings(_Frozen):
+    """The drift monitor, ``wearmon monitor`` (monitoring/, docs/drift.md). Grafana
+    annotations go to ``grafana.url`` when it is set."""
+
+    #: seconds between checks (a check also starts early once ``max_windows`` are waiting)
+    interval_s: float = Field(default=30.0, gt=0)
+    #: a check with fewer new live windows than this is skipped (counts for nothing)
+    min_windows: int = Field(default=100, ge=1)
+    #: at most this many new live windows (the newest) enter one check
+    max_windows: int = Field(default=2_000, ge=1)
+    #: the trigger: N of the last M counted checks drifted
+    n_of_m: tuple[int, int] = (2, 3)
+    #: after every retraining, whatever its result, no new trigger for this long
+    cooldown_s: float = Field(default=3_600.0, ge=0)
+    max_retrains_per_day: int = Field(default=3, ge=0)
+    #: a retraining running longer is stopped and counted as failed
+    retrain_timeout_s: float = Field(default=3 * 3_600.0, gt=0)
+    #: start ``wearmon model retrain`` on DRIFT (off: the policy still moves, nothing runs)
+    retrain: bool = True
+    #: extra arguments of ``wearmon model retrain`` (e.g. ["--quick"])
+    retrain_args: tuple[str, ...] = ()
+    #: CPU priority (nice increment) of the retraining process: the stream comes first
+    retrain_nice: int = Field(default=10, ge=0, le=19)
+    #: Evidently snapshots + HTML reports kept on disk (data_dir/monitor/reports)
+    reports_keep: int = Field(default=20, ge=1)
+    #: the stream workers' metrics pages (data quality); unset: metrics.host:stream_port
+    stream_metrics_urls: tuple[str, ...] = ()
+
+
 class Settings(BaseSettings):
     """All of wearmon's settings. Build once with ``Settings()`` and pass down."""
 
@@ -275,6 +304,7 @@ class Settings(BaseSettings):
     stream: StreamSettings = StreamSettings()
     lifecycle: LifecycleSettings = LifecycleSettings()
     grafana: GrafanaSettings = GrafanaSettings()
+    monitor: MonitorSettings = MonitorSettings()
 
     @model_validator(mode="before")
     @classmethod

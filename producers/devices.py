@@ -6,13 +6,16 @@ import hashlib
 from collections.abc import Sequence
 from typing import TypeVar
 
+from wearmon.schemas import check_device_id
+
 T = TypeVar("T")
 
 
 def device_id(index: int, seed: int = 0) -> str:
-    """A pseudonymous, stable device id: ``dev-`` + 8 hex digits of a hash of (seed, index)."""
+    """A pseudonymous, stable device id: ``dev-`` + 8 hex digits of a hash of (seed, index)
+    (it follows the worker's device-id rule, :func:`wearmon.schemas.check_device_id`)."""
     digest = hashlib.sha256(f"wearmon-replay:{seed}:{index}".encode()).hexdigest()
-    return f"dev-{digest[:8]}"
+    return check_device_id(f"dev-{digest[:8]}")
 
 
 def device_ids(n: int, seed: int = 0) -> list[str]:

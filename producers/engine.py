@@ -19,7 +19,8 @@ from producers.kafka_sink import KafkaSink, ensure_topics
 from producers.metrics import ReplayMetrics
 from producers.pacing import LagStats, Pacer
 from producers.schedule import PlannedBatch, live_anchor, plan_replay, timeline_end_ms
-from wearmon.schemas import encode
+from wearmon.errors import SchemaError
+from wearmon.schemas import MAX_MESSAGE_BYTES, encode
 from wearmon.settings import Settings
 from wearmon.signals.types import Recording
 
@@ -170,7 +171,9 @@ def replay(
 
     own_sink = sink is None
     sink = sink or KafkaSink(kafka, on_delivery=delivered)
-    stats.anchor_ms = anchor_ms if anchor_ms is not None else live_anchor(int(time.time() * 1000))
+    if anchor_ms is None:
+        anchor_ms = live_anchor(live_start_ms(int(time.time() * 1000), stats.timeline_end_ms, cfg))
+    stats.anchor_ms = anchor_ms
     plan = plan_replay(recordings, cfg, anchor_ms=stats.anchor_ms, counts=stats.injected)
     ctx = stop_on_signals(stop) if handle_signals else contextlib.nullcontext()
     with ctx:
@@ -190,6 +193,18 @@ def replay(
                 _push_metrics(metrics, stats, {}, 0.0, len(sink))
     log.info("replay done: %s", stats.summary())
     return stats
+
+
+def live_start_ms(now_ms: int, timeline_ms: int | None, cfg: ReplayConfig) -> int:
+    """Where live timestamps start: now, or earlier for a replay faster than real time, so
+    that no sample is ever stamped ahead of the wall clock when it is sent (the worker
+    dead-letters samples more than ``MAX_FUTURE_SKEW_MS`` ahead of its clock). A timeline of
+    ``T`` ms sent at speed ``s`` starts ``T (1 - 1/s)`` ms ago. A loop without a duration has
+    no known end: it starts now."""
+    if cfg.timestamps != "live" or timeline_ms is None or not cfg.speed > 1:
+        return now_ms
+    lead = timeline_ms if math.isinf(cfg.speed) else timeline_ms * (1.0 - 1.0 / cfg.speed)
+    return now_ms - int(lead)
 
 
 def _run(
@@ -223,6 +238,11 @@ def _run(
             break
         if type(item) is PlannedBatch:
             value = encode(item.message(int(wall() * 1000)))
+            if len(value) > MAX_MESSAGE_BYTES:  # the worker would dead-letter it
+                raise SchemaError(
+                    f"sample message of {len(value)} bytes for {item.device} exceeds "
+                    f"{MAX_MESSAGE_BYTES} bytes: use smaller batches"
+                )
             produce(samples_topic, item.device, value)
             k = len(item.t_ms)
             stats.samples += k

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -21,7 +22,13 @@ import faust
 
 from stream_processor.metrics import StreamMetrics
 from stream_processor.models import ModelManager
-from stream_processor.processor import Processor
+from stream_processor.processor import (
+    Job,
+    JobResult,
+    Processor,
+    is_transient,
+    retry_delay,
+)
 from stream_processor.sinks import RedisSink
 from wearmon.errors import SchemaError
 from wearmon.schemas import decode_labels
@@ -45,14 +52,39 @@ GIL_SWITCH_S = 0.0005
 
 
 class _App(faust.App):
-    """faust.App that asks for a checkpoint as soon as a rebalance starts."""
+    """faust.App that asks for a checkpoint as soon as a rebalance starts, and that cannot
+    take longer than ``stop_deadline_s`` to stop."""
 
     rebalance_hook: Any = None
+    stop_hook: Any = None
+    stop_deadline_s: float = 30.0
 
     def on_rebalance_start(self) -> None:
         super().on_rebalance_start()
         if self.rebalance_hook is not None:
             self.rebalance_hook()
+
+    async def on_stop(self) -> None:
+        if self.stop_hook is not None:
+            self.stop_hook()
+        _stop_watchdog(self.stop_deadline_s)
+        await super().on_stop()
+
+
+def _stop_watchdog(deadline_s: float) -> None:
+    """End the process if stopping takes longer than ``deadline_s`` (a Redis or Kafka that
+    does not answer must not keep a stopping worker alive). Nothing is lost: offsets are
+    committed only up to the last checkpoint, so the next owner reads the rest again."""
+    import os
+    import threading
+
+    def watch() -> None:
+        time.sleep(deadline_s)
+        log.error("worker still stopping after %.0f s: exiting without finishing", deadline_s)
+        logging.shutdown()
+        os._exit(1)
+
+    threading.Thread(target=watch, name="wearmon-stop-watchdog", daemon=True).start()
 
 
 @dataclass
@@ -122,6 +154,7 @@ def build_app(
     producer = producer if producer is not None else kafka_producer(settings)
     proc = Processor(settings, sink=sink, producer=producer, model_manager=models, metrics=metrics)
     k = settings.kafka
+    s = settings.stream
     app = _App(
         settings.stream.app_id,
         broker=k.faust_broker_url(),
@@ -170,13 +203,55 @@ def build_app(
             loops[0].call_soon_threadsafe(wake.set)
 
     app.rebalance_hook = _rebalance_started
+    stopping = asyncio.Event()
+    app.stop_deadline_s = s.shutdown_timeout_s + 20.0
 
-    async def _ensure_loaded(partition: int) -> None:
-        if proc.is_loaded(partition):
-            return
-        offset, states = await asyncio.to_thread(proc.load_checkpoint, partition)
-        if not proc.is_loaded(partition):
-            proc.restore(partition, offset, states)
+    def _stopping() -> None:
+        stopping.set()
+        wake.set()
+
+    app.stop_hook = _stopping
+
+    fetches = [0]  # getmany calls of the consumer so far (see _take_in_fetch)
+    seeking: dict[int, int] = {}  # partition -> the fetch during which it was sought back
+    sought: set[int] = set()  # partitions sought back since assigned (at most once each)
+
+    async def _ensure_loaded(message: Any) -> bool:
+        """Load the checkpoint of the message's partition on its first message. When the
+        first message is past the checkpoint (Redis lost data or was restored from an older
+        snapshot: Kafka's committed offset is ahead), seek back to the checkpoint offset + 1
+        first. False: drop this message (fetched before the seek; it is read again)."""
+        p = message.partition
+        if p in seeking:
+            if seeking[p] == fetches[0]:
+                return False
+            del seeking[p]
+        if proc.is_loaded(p):
+            return True
+        if proc.topic_id is None:
+            proc.topic_id = await asyncio.to_thread(topic_id_of, settings, k.samples_topic)
+        offset, states, legacy = await asyncio.to_thread(proc.load_checkpoint, p)
+        if proc.is_loaded(p):
+            return True
+        resume = -1 if offset is None else offset
+        if message.offset > resume + 1:
+            if p not in sought:
+                sought.add(p)
+                seeking[p] = fetches[0]
+                metrics.seeks.inc()
+                log.warning(
+                    "partition %d: checkpoint at offset %d is behind the first message %d "
+                    "(Kafka committed ahead of Redis): seeking back to %d",
+                    p, resume, message.offset, resume + 1,
+                )  # fmt: skip
+                await app.consumer.seek(message.tp, resume + 1)
+                return False
+            log.error(
+                "partition %d: offsets %d..%d are no longer in Kafka (retention)",
+                p, resume + 1, message.offset - 1,
+            )  # fmt: skip
+        proc.restore(p, offset, states, legacy)
+        return True
 
     consumer_ack = _acker(app)
 
@@ -207,7 +282,7 @@ def build_app(
             return False
         if message.generation_id != app.consumer_generation_id:
             return True  # fetched before a rebalance: its partition's owner reads it again
-        if not proc.is_loaded(message.partition):
+        if not proc.is_loaded(message.partition) or proc.backlogged:
             return False
         take(message)
         return True
@@ -217,30 +292,80 @@ def build_app(
         await app.flow_control.acquire()  # closed while a rebalance is under way
         if message.generation_id != app.consumer_generation_id:
             return
-        await _ensure_loaded(message.partition)
+        if not await _ensure_loaded(message):
+            return
+        if proc.backlogged:  # back-pressure: no more messages until the windows drain
+            metrics.backpressure.set(1)
+            while proc.backlogged and not stopping.is_set():
+                wake.set()
+                await asyncio.sleep(0.05)
+            metrics.backpressure.set(0)
         take(message)
 
     _deliver_directly(app, samples, on_sample)
-    _take_in_fetch(app, samples.get_topic_name(), take_now)
+    _take_in_fetch(app, samples.get_topic_name(), take_now, fetches)
     _fetch_max_wait(app, k.consumer_fetch_max_wait_ms)
 
     @app.agent(labels, name="wearmon-labels")
     async def consume_labels(stream: Any) -> None:
         async for event in stream.events():
             try:
-                seg = decode_labels(event.value)
+                if event.key is None:
+                    raise SchemaError("label message has no key (the device id is the key)")
+                seg = decode_labels(event.value, now_ms=proc.clock())
             except SchemaError as exc:
-                producer.produce(k.deadletter_topic, key=event.key, value=_dl(k, event, exc))
-                metrics.deadletters.labels(reason="label").inc()
+                proc.deadletters.send(k.labels_topic, event.value, event.key, str(exc), "label")
                 continue
             metrics.labels_in.inc()
-            scored = await asyncio.to_thread(
-                sink.write_label, seg.device, seg.start_ms, seg.end_ms, seg.label, window_ms
-            )
+            scored = await _write_label(seg, event)
             for version, ok in scored:
                 metrics.scored.labels(
                     model_version=version, result="correct" if ok else "wrong"
                 ).inc()
+
+    async def _write_label(seg: Any, event: Any) -> list[tuple[str, bool]]:
+        """Store a label segment, retrying transient Redis errors with backoff; a segment
+        that fails otherwise (or too often) is dead-lettered."""
+        for attempt in range(1, s.batch_attempts + 1):
+            try:
+                return await asyncio.to_thread(
+                    sink.write_label, seg.device, seg.start_ms, seg.end_ms, seg.label, window_ms
+                )
+            except Exception as exc:
+                if not is_transient(exc) or attempt == s.batch_attempts:
+                    proc.deadletters.send(
+                        k.labels_topic, event.value, event.key, f"not stored: {exc}", "label"
+                    )
+                    return []
+                await asyncio.sleep(retry_delay(attempt, s.retry_base_s, s.retry_max_s))
+        return []
+
+    async def run_job(job: Job) -> JobResult | None:
+        """Execute a job, retrying with exponential backoff (``stream.retry_base_s`` doubling
+        to ``stream.retry_max_s``) while Redis or Kafka are unavailable; after
+        ``stream.batch_attempts`` deterministic failures the job is isolated
+        (:meth:`Processor.execute_isolated`). None: the worker is stopping."""
+        loop = asyncio.get_running_loop()
+        attempt, isolated = 0, None
+        while not stopping.is_set():
+            try:
+                if isolated is None:
+                    return await loop.run_in_executor(executor, proc.execute, job)
+                return await loop.run_in_executor(executor, proc.execute_isolated, job, isolated)
+            except Exception as exc:
+                attempt += 1
+                transient = is_transient(exc)
+                metrics.batch_failures.labels(kind="transient" if transient else "error").inc()
+                if not transient and attempt >= s.batch_attempts and isolated is None:
+                    isolated = f"{type(exc).__name__}: {exc}"
+                    log.error("batch failed %d times, isolating it: %s", attempt, isolated)
+                    continue
+                delay = retry_delay(attempt, s.retry_base_s, s.retry_max_s)
+                log.error("batch failed (attempt %d), retrying in %.1f s: %s", attempt, delay, exc)
+                wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stopping.wait(), timeout=delay)
+        return None
 
     @app.task
     async def batch_loop() -> None:
@@ -255,13 +380,9 @@ def build_app(
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(wake.wait(), timeout=max(0.001, delay))
                 continue
-            result = None
-            while result is None:
-                try:
-                    result = await loop.run_in_executor(executor, proc.execute, job)
-                except Exception as exc:  # Redis/Kafka outage: retry, writes are idempotent
-                    log.error("batch write failed, retrying in 1 s: %s", exc)
-                    await asyncio.sleep(1.0)
+            result = await run_job(job)
+            if result is None:
+                return  # stopping: these messages are not acked, the next owner reads them
             for token in proc.complete(job, result):
                 consumer_ack(token)
 
@@ -282,7 +403,9 @@ def build_app(
         revoked = args[0]
         parts = [tp.partition for tp in revoked if tp.topic == k.samples_topic]
         proc.drop_partitions(parts)
-        for p in parts:  # no stale lag for a partition another worker now owns
+        for p in parts:
+            sought.discard(p)
+            seeking.pop(p, None)  # no stale lag for a partition another worker now owns
             with contextlib.suppress(KeyError):
                 metrics.consumer_lag.remove(str(p))
         log.info("partitions revoked: %s", sorted(parts))
@@ -324,7 +447,7 @@ def _deliver_directly(app: faust.App, topic: Any, handler: Any) -> None:
     conductor.add(topic)
 
 
-def _take_in_fetch(app: faust.App, topic: str, take_now: Any) -> None:
+def _take_in_fetch(app: faust.App, topic: str, take_now: Any, fetches: list[int]) -> None:
     """Handle messages of ``topic`` inside the consumer's ``getmany`` when ``take_now`` can
     (no await needed); only the others reach Faust's fetch loop.
 
@@ -334,8 +457,9 @@ def _take_in_fetch(app: faust.App, topic: str, take_now: Any) -> None:
     kept for the messages taken here: messages below the read offset are skipped, the read
     offset advances, offset gaps are recorded as Faust records them (acks are enabled for
     the topic), the consumer commits every ``broker_commit_every`` acks, and the loop yields
-    to other tasks every 100 messages. Relies on faust-streaming 0.15 internals
-    (``Consumer.getmany``, ``_read_offset``, ``_add_gap``, ``_n_acked``); pinned."""
+    to other tasks every 100 messages. ``fetches[0]`` counts the calls. Relies on
+    faust-streaming 0.15 internals (``Consumer.getmany``, ``_read_offset``, ``_add_gap``,
+    ``_n_acked``); pinned."""
     consumer: Any = app.consumer
     fetch = consumer.getmany
     read_offset = consumer._read_offset
@@ -343,6 +467,7 @@ def _take_in_fetch(app: faust.App, topic: str, take_now: Any) -> None:
 
     async def getmany(timeout: float) -> Any:
         n = 0
+        fetches[0] += 1
         async for tp, message in fetch(timeout=timeout):
             if tp.topic != topic:
                 yield tp, message
@@ -405,10 +530,18 @@ def update_lag(consumer: Any, proc: Processor, metrics: StreamMetrics, topic: st
             )
 
 
-def _dl(k: Any, event: Any, exc: Exception) -> bytes:
-    from stream_processor.deadletter import dead_letter
+def topic_id_of(settings: Settings, topic: str, timeout: float = 10.0) -> str | None:
+    """Kafka's id of ``topic`` (a recreated topic gets a new one); None if not readable."""
+    from confluent_kafka import TopicCollection
+    from confluent_kafka.admin import AdminClient
 
-    return dead_letter(k.labels_topic, event.value, event.key, str(exc))
+    admin = AdminClient(settings.kafka.confluent_config())
+    try:
+        fut = admin.describe_topics(TopicCollection([topic]), request_timeout=timeout)[topic]
+        return str(fut.result(timeout=timeout).topic_id)
+    except Exception as exc:
+        log.warning("topic id of %s not readable (%s): checkpoints keyed without it", topic, exc)
+        return None
 
 
 def ensure_topics(settings: Settings, timeout: float = 30.0) -> None:

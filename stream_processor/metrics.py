@@ -84,6 +84,40 @@ class StreamMetrics:
         self.deadletters = Counter(
             p + "deadletters", "Messages sent to the dead-letter topic", ["reason"], registry=r
         )
+        self.deadletters_undelivered = Counter(
+            p + "deadletters_undelivered",
+            "Dead letters that could not be delivered to the dead-letter topic",
+            registry=r,
+        )
+        self.batch_failures = Counter(
+            p + "batch_failures",
+            "Failed attempts of a batch (inference, Kafka or Redis), retried with backoff",
+            ["kind"],
+            registry=r,
+        )
+        self.isolated_windows = Counter(
+            p + "isolated_windows",
+            "Windows dead-lettered because their batch failed deterministically",
+            registry=r,
+        )
+        self.devices_evicted = Counter(
+            p + "devices_evicted", "Idle devices evicted from memory", registry=r
+        )
+        self.devices_retired = Counter(
+            p + "devices_retired",
+            "Device states deleted from the checkpoint (idle past the retention)",
+            registry=r,
+        )
+        self.seeks = Counter(
+            p + "checkpoint_seeks",
+            "Partitions sought back to their Redis checkpoint (older than Kafka's commit)",
+            registry=r,
+        )
+        self.backpressure = Gauge(
+            p + "backpressure",
+            "1 while sample consumption is paused (too many windows waiting for inference)",
+            registry=r,
+        )
         self.consumer_lag = Gauge(
             p + "consumer_lag", "Messages behind the high watermark", ["partition"], registry=r
         )

@@ -12,6 +12,7 @@ Only then are their offsets committed. See docs/stream.md for why this is exactl
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -21,7 +22,7 @@ from typing import Any
 import msgspec
 import numpy as np
 
-from stream_processor.deadletter import BadMessage, check_arrays, dead_letter
+from stream_processor.deadletter import BadMessage, DeadLetterSender, check_arrays
 from stream_processor.metrics import StreamMetrics
 from stream_processor.sinks import Checkpoint, WriteOutcome, checkpoint_key
 from wearmon.schemas import Prediction, encode
@@ -31,6 +32,9 @@ from wearmon.signals.types import GRID_MS
 from wearmon.signals.windows import window_phase_ms
 
 log = logging.getLogger(__name__)
+
+#: How often idle devices are looked for (a scan over the devices of the worker).
+EVICT_SCAN_MS = 5_000
 
 
 @dataclass(frozen=True)
@@ -101,6 +105,10 @@ class PartitionState:
     devices: dict[str, IncrementalWindower] = field(default_factory=dict)
     dirty: set[str] = field(default_factory=set)
     unacked: list[Any] = field(default_factory=list)
+    #: device -> worker clock (ms, per batch cycle) of its last message
+    seen: dict[str, int] = field(default_factory=dict)
+    #: devices evicted from memory (state in the checkpoint) -> when last seen
+    evicted: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -112,6 +120,9 @@ class Job:
     checkpoints: list[Checkpoint]
     acks: list[Any]
     cut_ms: int
+    #: the predictions were delivered to Kafka (a retry only writes Redis)
+    sent: list[Prediction] | None = None
+    features: np.ndarray | None = None
 
 
 @dataclass
@@ -162,6 +173,15 @@ class Processor:
         self.batcher = MicroBatcher(s.batch_max, s.batch_wait_ms)
         self.checkpoint_ms = int(s.checkpoint_s * 1000)
         self.partitions: dict[int, PartitionState] = {}
+        self.deadletters = DeadLetterSender(producer, settings.kafka.deadletter_topic, self.metrics)
+        #: Kafka's id of the samples topic (set by the app before the first checkpoint load;
+        #: None: checkpoints keyed without it)
+        self.topic_id: str | None = None
+        self.idle_evict_ms = int(s.idle_evict_s * 1000)
+        self.retention_ms = int(s.state_retention_s * 1000)
+        self.max_pending = s.max_pending_windows
+        self._tick = clock()  # the clock of the current batch cycle (device last-seen)
+        self._next_evict_ms = self._tick + EVICT_SCAN_MS
         self._last_checkpoint_ms = clock()
         self._force_checkpoint = False
         #: set while a rebalance is under way: checkpoint everything handled at once
@@ -176,20 +196,33 @@ class Processor:
     def is_loaded(self, partition: int) -> bool:
         return partition in self.partitions
 
-    def load_checkpoint(self, partition: int) -> tuple[int | None, dict[str, bytes]]:
-        """Read a partition's checkpoint from Redis (blocking: call from a thread)."""
-        return self.sink.load_checkpoint(self.app_id, self.topic, partition)
+    def checkpoint_key(self, partition: int) -> str:
+        return checkpoint_key(self.app_id, self.topic, partition, self.topic_id)
 
-    def restore(self, partition: int, offset: int | None, states: dict[str, bytes]) -> None:
-        """Install a partition's state from its checkpoint (offset None: start fresh)."""
+    def load_checkpoint(self, partition: int) -> tuple[int | None, dict[str, bytes], bool]:
+        """Read a partition's checkpoint from Redis (blocking: call from a thread):
+        (offset, states, legacy), see :meth:`RedisSink.load_checkpoint`."""
+        return self.sink.load_checkpoint(self.app_id, self.topic, partition, self.topic_id)
+
+    def restore(
+        self,
+        partition: int,
+        offset: int | None,
+        states: dict[str, bytes],
+        legacy: bool = False,
+    ) -> None:
+        """Install a partition's state from its checkpoint (offset None: start fresh;
+        ``legacy``: read from an old key, so the next checkpoint writes every device)."""
         devices = {d: decode_state(raw) for d, raw in states.items()}
         last = -1 if offset is None else int(offset)
         self.partitions[partition] = PartitionState(
             partition=partition,
             restored_offset=last,
             offset=last,
-            checkpointed_offset=last,
+            checkpointed_offset=last - 1 if legacy else last,
             devices=devices,
+            dirty=set(devices) if legacy else set(),
+            seen=dict.fromkeys(devices, self._tick),
         )
         self.metrics.devices.set(sum(len(p.devices) for p in self.partitions.values()))
         log.info(
@@ -225,20 +258,16 @@ class Processor:
         try:
             msg, t, xyz = check_arrays(value, key)
         except BadMessage as exc:
-            self.producer.produce(
-                self.settings.kafka.deadletter_topic,
-                key=key,
-                value=dead_letter(self.topic, value, key, exc.reason),
-            )
-            self.metrics.deadletters.labels(reason=exc.kind).inc()
+            self.deadletters.send(self.topic, value, key, exc.reason, exc.kind)
             log.debug("dead letter (%s) at %s[%d]@%d", exc.kind, self.topic, partition, offset)
             return False
         device = msg.device
         w = ps.devices.get(device)
         if w is None:
-            w = self._new_windower(device)
+            w = self._windower_of(ps, device)
             ps.devices[device] = w
             self.metrics.devices.inc()
+        ps.seen[device] = self._tick
         c = w.counters
         late, dups, gaps = c["late_dropped"], c["duplicates"], c["skipped_gap"]
         wins = w.push(msg.sensor, t, xyz)
@@ -261,6 +290,49 @@ class Processor:
                 now,
             )
         return False
+
+    def _windower_of(self, ps: PartitionState, device: str) -> IncrementalWindower:
+        """A device not in memory: its checkpointed state if it was evicted, else new."""
+        if ps.evicted.pop(device, None) is not None:
+            try:
+                raw = self.sink.load_state(self.checkpoint_key(ps.partition), device)
+            except Exception as exc:  # Redis down: start it fresh (loses its open window)
+                log.warning("state of evicted device not readable, starting fresh: %s", exc)
+                raw = None
+            if raw is not None:
+                return decode_state(raw)
+        return self._new_windower(device)
+
+    def evict_idle(self, now: int) -> None:
+        """Drop devices idle longer than ``stream.idle_evict_s`` from memory (their state
+        is in the checkpoint: only devices without unsaved changes go), and mark the states
+        of devices idle past ``stream.state_retention_s`` for deletion from the checkpoint."""
+        self._next_evict_ms = now + EVICT_SCAN_MS
+        evicted = 0
+        for ps in self.partitions.values():
+            cutoff = now - self.idle_evict_ms
+            idle = [d for d, t in ps.seen.items() if t < cutoff and d not in ps.dirty]
+            for d in idle:
+                ps.evicted[d] = ps.seen.pop(d)
+                ps.devices.pop(d, None)
+            evicted += len(idle)
+        if evicted:
+            self.metrics.devices_evicted.inc(evicted)
+            self.metrics.devices.set(sum(len(p.devices) for p in self.partitions.values()))
+
+    def _retired(self, ps: PartitionState, now: int) -> tuple[str, ...]:
+        cutoff = now - self.retention_ms
+        old = tuple(d for d, t in ps.evicted.items() if t < cutoff)
+        for d in old:
+            del ps.evicted[d]
+        if old:
+            self.metrics.devices_retired.inc(len(old))
+        return old
+
+    @property
+    def backlogged(self) -> bool:
+        """Too many windows wait for inference: stop taking sample messages."""
+        return len(self.batcher) >= self.max_pending
 
     def _new_windower(self, device: str) -> IncrementalWindower:
         sig = self.settings.signal
@@ -317,6 +389,9 @@ class Processor:
         """Take the next batch (between messages, on the loop). None when nothing is due."""
         self.flush_metrics()
         now = self.clock()
+        self._tick = now
+        if now >= self._next_evict_ms:
+            self.evict_idle(now)
         if self.models.current is None:
             return None
         checkpoints: list[Checkpoint] = []
@@ -329,13 +404,14 @@ class Processor:
             for ps in self.partitions.values():
                 if ps.offset <= ps.checkpointed_offset:
                     continue
-                states = {d: encode_state(ps.devices[d]) for d in ps.dirty}
+                states = {d: encode_state(ps.devices[d]) for d in ps.dirty if d in ps.devices}
                 checkpoints.append(
                     Checkpoint(
-                        key=checkpoint_key(self.app_id, self.topic, ps.partition),
+                        key=self.checkpoint_key(ps.partition),
                         partition=ps.partition,
                         offset=ps.offset,
                         states=states,
+                        retired=self._retired(ps, now),
                     )
                 )
                 acks.extend(ps.unacked)
@@ -354,45 +430,127 @@ class Processor:
         return Job(windows, self.models.current, checkpoints, acks, now)
 
     def execute(self, job: Job) -> JobResult:
-        """Inference + Kafka + Redis for one job (blocking: runs in the inference thread)."""
-        preds: list[Prediction] = []
-        feats: np.ndarray | None = None
+        """Inference + Kafka + Redis for one job (blocking: runs in the inference thread).
+        Kafka first (at least once), then Redis: predictions and checkpoints in one atomic
+        script (idempotent). A retry of a job whose predictions reached Kafka only writes
+        Redis."""
         inference_s = 0.0
-        if job.windows:
-            x = np.stack([w.x for w in job.windows]).astype(np.float32, copy=False)
+        if job.sent is None:
             t0 = time.perf_counter()
-            probs = np.asarray(job.model.predict_proba(x), dtype=np.float32)
+            preds, feats = self._classify(job.windows, job.model)
             inference_s = time.perf_counter() - t0
-            if self.features:
-                from wearmon.signals.features import window_features
+            self._send(preds)
+            job.sent, job.features = preds, feats
+        outcome = self.sink.write(job.sent, job.features, job.checkpoints)
+        return JobResult(job.sent, outcome, inference_s, self.clock())
 
-                feats = window_features(x)
-            idx = probs.argmax(axis=1)
-            classes = job.model.classes
-            version = str(job.model.version)
-            processed = self.clock()
-            span = self.settings.signal.window * GRID_MS
-            topic = self.settings.kafka.predictions_topic
-            for i, w in enumerate(job.windows):
-                p = Prediction(
-                    device=w.device,
-                    window_start_ms=w.start_ms,
-                    window_end_ms=w.start_ms + span,
-                    label=str(classes[int(idx[i])]),
-                    confidence=float(probs[i, idx[i]]),
-                    probs=[float(v) for v in probs[i]],
-                    model_version=version,
-                    processed_ms=processed,
-                    latency_ms=float(processed - w.sent_ms) if w.sent_ms > 0 else None,
-                )
-                preds.append(p)
-                self.producer.produce(topic, key=w.device.encode(), value=encode(p))
-        # Kafka first (at least once), then Redis (idempotent), then the checkpoint
-        remaining = self.producer.flush(30)
+    def _classify(
+        self, windows: Sequence[PendingWindow], model: Any
+    ) -> tuple[list[Prediction], np.ndarray | None]:
+        """One batched inference call: the predictions (and features) of ``windows``."""
+        if not windows:
+            return [], None
+        x = np.stack([w.x for w in windows]).astype(np.float32, copy=False)
+        probs = np.asarray(model.predict_proba(x), dtype=np.float32)
+        feats: np.ndarray | None = None
+        if self.features:
+            from wearmon.signals.features import window_features
+
+            feats = window_features(x)
+        idx = probs.argmax(axis=1)
+        classes = model.classes
+        version = str(model.version)
+        processed = self.clock()
+        span = self.settings.signal.window * GRID_MS
+        return [
+            Prediction(
+                device=w.device,
+                window_start_ms=w.start_ms,
+                window_end_ms=w.start_ms + span,
+                label=str(classes[int(idx[i])]),
+                confidence=float(probs[i, idx[i]]),
+                probs=[float(v) for v in probs[i]],
+                model_version=version,
+                processed_ms=processed,
+                latency_ms=float(processed - w.sent_ms) if w.sent_ms > 0 else None,
+            )
+            for i, w in enumerate(windows)
+        ], feats
+
+    def _send(self, preds: Sequence[Prediction]) -> None:
+        topic = self.settings.kafka.predictions_topic
+        for p in preds:
+            self.producer.produce(topic, key=p.device.encode(), value=encode(p))
+        remaining = self.producer.flush(KAFKA_FLUSH_S)
         if remaining:
-            raise RuntimeError(f"{remaining} Kafka messages not delivered within 30 s")
-        outcome = self.sink.write(preds, feats, job.checkpoints)
-        return JobResult(preds, outcome, inference_s, self.clock())
+            raise KafkaFlushTimeout(f"{remaining} predictions not delivered in {KAFKA_FLUSH_S} s")
+
+    def execute_isolated(self, job: Job, reason: str) -> JobResult:
+        """A job that failed deterministically: write the windows of each device on its own
+        (bisecting the devices), dead-letter the windows of the devices that still fail, then
+        the checkpoints (without the states that fail). Transient errors propagate (retry)."""
+        by_device: dict[str, list[int]] = {}
+        for i, w in enumerate(job.windows):
+            by_device.setdefault(w.device, []).append(i)
+        written: dict[int, tuple[Prediction, bool, list[tuple[str, bool]]]] = {}
+
+        def attempt(devices: Sequence[str]) -> None:
+            idx = [i for d in devices for i in by_device[d]]
+            if job.sent is not None:  # already on Kafka: write Redis only
+                preds = [job.sent[i] for i in idx]
+                feats = None if job.features is None else job.features[idx]
+            else:
+                preds, feats = self._classify([job.windows[i] for i in idx], job.model)
+                self._send(preds)
+            out = self.sink.write(preds, feats)
+            for i, p, new in zip(idx, preds, out.new, strict=True):
+                written[i] = (p, new, [])
+            if out.scored:
+                written[idx[0]] = (*written[idx[0]][:2], out.scored)
+
+        bad = bisect_failures(list(by_device), attempt)
+        for device, why in bad:
+            starts = [job.windows[i].start_ms for i in by_device[device]]
+            raw = json.dumps({"device": device, "window_start_ms": starts}).encode()
+            self.deadletters.send("windows", raw, device.encode(), why[:500], "batch_failed")
+            self.metrics.isolated_windows.inc(len(starts))
+            log.error("windows of one device dead-lettered (%s): %d windows", why, len(starts))
+        checkpoints = self._isolate_checkpoints(job.checkpoints)
+        self.sink.write([], None, checkpoints)
+        keep = sorted(written)
+        job.windows = [job.windows[i] for i in keep]
+        scored = [s for i in keep for s in written[i][2]]
+        outcome = WriteOutcome(new=[written[i][1] for i in keep], scored=scored)
+        return JobResult([written[i][0] for i in keep], outcome, 0.0, self.clock())
+
+    def _isolate_checkpoints(self, checkpoints: Sequence[Checkpoint]) -> list[Checkpoint]:
+        """The checkpoints without device states that fail to be written on their own
+        (written to a probe key); the checkpoint as it is when it can be written whole."""
+        out = []
+        for c in checkpoints:
+            probe = f"{c.key}:probe"
+
+            def attempt(devices: Sequence[str], c: Checkpoint = c, probe: str = probe) -> None:
+                states = {d: c.states[d] for d in devices}
+                self.sink.write([], None, [Checkpoint(probe, c.partition, c.offset, states)])
+
+            try:
+                bad = bisect_failures(list(c.states), attempt) if c.states else []
+            finally:
+                self.sink.delete(probe)
+            for _device, why in bad:
+                log.error("state of one device not checkpointed (%s)", why)
+            drop = {d for d, _ in bad}
+            out.append(
+                Checkpoint(
+                    c.key,
+                    c.partition,
+                    c.offset,
+                    {d: v for d, v in c.states.items() if d not in drop},
+                    c.retired,
+                )
+            )
+        return out
 
     def complete(self, job: Job, result: JobResult) -> list[Any]:
         """Metrics for a finished job; returns the ack tokens it released (on the loop)."""
@@ -415,3 +573,55 @@ class Processor:
         if job.checkpoints:
             m.checkpoints.inc(len(job.checkpoints))
         return job.acks
+
+
+class KafkaFlushTimeout(Exception):
+    """Predictions not delivered to Kafka in time (transient: the batch is retried)."""
+
+
+#: How long a batch waits for its predictions to reach Kafka before it fails (and retries).
+KAFKA_FLUSH_S = 10.0
+
+
+def is_transient(exc: BaseException) -> bool:
+    """A failure that a retry may cure (Redis or Kafka unreachable, slow or loading), as
+    opposed to one that fails the same way again (a script error, a refused message)."""
+    import redis
+
+    if isinstance(exc, redis.exceptions.ResponseError):
+        return "BUSY" in str(exc) or "LOADING" in str(exc) or "OOM" in str(exc)
+    if isinstance(exc, KafkaFlushTimeout | redis.exceptions.RedisError | OSError):
+        return True
+    if isinstance(exc, BufferError):
+        return True
+    from confluent_kafka import KafkaException
+
+    if isinstance(exc, KafkaException):
+        err = exc.args[0] if exc.args else None
+        return bool(getattr(err, "retriable", lambda: False)())
+    return False
+
+
+def bisect_failures(
+    devices: list[str], attempt: Callable[[Sequence[str]], None]
+) -> list[tuple[str, str]]:
+    """The devices for which ``attempt([device])`` fails with a non-transient error, with
+    its message, found by halving: O(k log n) attempts for k failing devices of n. A
+    transient error propagates."""
+    if not devices:
+        return []
+    try:
+        attempt(devices)
+        return []
+    except Exception as exc:
+        if is_transient(exc):
+            raise
+        if len(devices) == 1:
+            return [(devices[0], f"{type(exc).__name__}: {exc}")]
+    mid = len(devices) // 2
+    return bisect_failures(devices[:mid], attempt) + bisect_failures(devices[mid:], attempt)
+
+
+def retry_delay(attempt: int, base_s: float, max_s: float) -> float:
+    """Exponential backoff: base_s, 2 base_s, 4 base_s, ... at most max_s (attempt >= 1)."""
+    return float(min(max_s, base_s * 2 ** min(attempt - 1, 30)))

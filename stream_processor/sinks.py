@@ -12,14 +12,17 @@ Key layout (``device`` is the pseudonymous device id):
 - ``label:seg:{device}``    sorted set of ground-truth segments (score: end_ms)
 - ``acc:live``              hash ``{version}:total`` / ``{version}:correct``
 - ``acc:scored:{device}``   hash of window starts already scored (so each counts once)
-- ``ckpt:{app}:{topic}:{partition}``  hash: ``__offset__`` plus one windower state per device
+- ``ckpt:{app}:{topic}@{topic_id}:{partition}``  hash: ``__offset__`` plus one windower state
+                            per device in field ``d:{device}`` (a device id can never collide
+                            with ``__offset__``); the topic id (Kafka's) tells a recreated
+                            topic from the old one. TTL: stream.checkpoint_ttl_s
 
-The predictions of a batch are written by one call of a Lua script that, for each
-prediction, first compares the window start with the id of the newest entry of the device's
-history stream: a window that is not newer is a duplicate (a replay after a crash or a
-rebalance) and nothing is written. Windows of a device are emitted in increasing start order,
-so this makes the writes idempotent by window id. The script call and the checkpoints of a
-batch go in one pipeline.
+The predictions of a batch and its checkpoints are written by one call of a Lua script that,
+for each prediction, first compares the window start with the id of the newest entry of the
+device's history stream: a window that is not newer is a duplicate (a replay after a crash or
+a rebalance) and nothing is written. Windows of a device are emitted in increasing start
+order, so this makes the writes idempotent by window id. The checkpoints come last in the
+script: one is written only if all the predictions it covers were.
 """
 
 from __future__ import annotations
@@ -40,6 +43,8 @@ FEATURES_KEY = "feat:live"
 FEATURE_NAMES_KEY = "feat:names"
 ACCURACY_KEY = "acc:live"
 OFFSET_FIELD = "__offset__"
+#: prefix of the device fields of a checkpoint hash
+STATE_PREFIX = "d:"
 
 
 def latest_key(device: str) -> str:
@@ -58,8 +63,12 @@ def scored_key(device: str) -> str:
     return f"acc:scored:{device}"
 
 
-def checkpoint_key(app_id: str, topic: str, partition: int) -> str:
-    return f"ckpt:{app_id}:{topic}:{partition}"
+def checkpoint_key(app_id: str, topic: str, partition: int, topic_id: str | None = None) -> str:
+    """The checkpoint hash of a partition; ``topic_id`` None: the key of checkpoints written
+    before topic ids (read once for backward compatibility, never written)."""
+    if topic_id is None:
+        return f"ckpt:{app_id}:{topic}:{partition}"
+    return f"ckpt:{app_id}:{topic}@{topic_id}:{partition}"
 
 
 # Shared by both scripts below: score one prediction against the stored ground truth.
@@ -95,24 +104,30 @@ local function score(kseg, ksc, kacc, ws, wms, purity, ttl, plabel, version)
 end
 """
 
-# One call per batch. KEYS: feat, acc, then per prediction hist, latest, labels, scored.
-# ARGV: hist_maxlen, ttl_s, feat_maxlen, purity, then per prediction PRED_ARGS values:
-#       device, window_start, window_end, label, confidence, probs, model_version,
-#       processed_ms, latency_ms, features_json ('' = none).
-# Returns one code per prediction: -1 duplicate, 1 written, 2 written + scored wrong,
-# 3 written + scored correct.
-_WRITE_PREDICTIONS = (
+# One call per batch: predictions, their features, the live-accuracy join, then the
+# checkpoints, so a checkpoint is written only if every prediction it covers was (a script
+# that fails stops there: the checkpoints come last).
+# KEYS: feat, acc, then per prediction hist, latest, labels, scored, then per checkpoint its
+# hash. ARGV: hist_maxlen, ttl_s, feat_maxlen, purity, n_predictions, n_checkpoints, then per
+# prediction PRED_ARGS values: device, window_start, window_end, label, confidence, probs,
+# model_version, processed_ms, latency_ms, features_json ('' = none); then per checkpoint:
+# offset, ttl_s, n_states, n_retired, n_states field/state pairs, n_retired fields to delete.
+# A checkpoint only ever moves forward (a zombie worker that lost its partition cannot
+# overwrite a newer one). Returns one code per prediction: -1 duplicate, 1 written,
+# 2 written + scored wrong, 3 written + scored correct.
+_WRITE_BATCH = (
     _LUA_SCORE
     + """
 local names = {'device', 'window_start_ms', 'window_end_ms', 'label', 'confidence', 'probs',
                'model_version', 'processed_ms', 'latency_ms'}
 local hmax, ttl, fmax = ARGV[1], ARGV[2], ARGV[3]
 local purity = tonumber(ARGV[4])
+local n, nc = tonumber(ARGV[5]), tonumber(ARGV[6])
 local out = {}
-local n = (#KEYS - 2) / 4
+local fed = false
 for i = 0, n - 1 do
   local kh, kl, kseg, ksc = KEYS[3 + 4 * i], KEYS[4 + 4 * i], KEYS[5 + 4 * i], KEYS[6 + 4 * i]
-  local b = 5 + 10 * i
+  local b = 7 + 10 * i
   local wss = ARGV[b + 1]
   local ws = tonumber(wss)
   local code = 1
@@ -135,13 +150,43 @@ for i = 0, n - 1 do
       redis.call('XADD', KEYS[1], 'MAXLEN', '~', fmax, '*', 'device', ARGV[b],
                  'window_start_ms', wss, 'model_version', version, 'label', label,
                  'f', ARGV[b + 9])
+      fed = true
     end
     -- join with ground truth already present
     local ok = score(kseg, ksc, KEYS[2], ws, tonumber(ARGV[b + 2]) - ws, purity, ttl, label,
                      version)
-    if ok ~= nil then code = 2 + ok end
+    if ok ~= nil then
+      code = 2 + ok
+      redis.call('EXPIRE', KEYS[2], ttl)
+    end
   end
   out[#out + 1] = code
+end
+if fed then redis.call('EXPIRE', KEYS[1], ttl) end
+local a = 7 + 10 * n
+for k = 1, nc do
+  local key = KEYS[2 + 4 * n + k]
+  local off, cttl = ARGV[a], ARGV[a + 1]
+  local ns, nr = tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3])
+  a = a + 4
+  local cur = redis.call('HGET', key, '__offset__')
+  if not (cur and tonumber(cur) >= tonumber(off)) then
+    redis.call('HSET', key, '__offset__', off)
+    local i, last = a, a + 2 * ns - 1
+    while i <= last do
+      local j = math.min(i + 999, last)
+      redis.call('HSET', key, unpack(ARGV, i, j))
+      i = j + 1
+    end
+    local r, rlast = a + 2 * ns, a + 2 * ns + nr - 1
+    while r <= rlast do
+      local j = math.min(r + 999, rlast)
+      redis.call('HDEL', key, unpack(ARGV, r, j))
+      r = j + 1
+    end
+    redis.call('EXPIRE', key, cttl)
+  end
+  a = a + 2 * ns + nr
 end
 return out
 """
@@ -183,30 +228,17 @@ return out
 """
 )
 
-# KEYS: checkpoint hash; ARGV: offset, then device/state pairs. Only ever moves forward.
-_WRITE_CHECKPOINT = """
-local cur = redis.call('HGET', KEYS[1], '__offset__')
-if cur and tonumber(cur) >= tonumber(ARGV[1]) then return 0 end
-redis.call('HSET', KEYS[1], '__offset__', ARGV[1])
-local n = #ARGV
-local i = 2
-while i <= n do
-  local j = math.min(i + 999, n)
-  redis.call('HSET', KEYS[1], unpack(ARGV, i, j))
-  i = j + 1
-end
-return 1
-"""
-
 
 @dataclass(frozen=True)
 class Checkpoint:
     """One partition's snapshot: the last offset it covers and the changed device states."""
 
-    key: str  # checkpoint_key(app, topic, partition)
+    key: str  # checkpoint_key(app, topic, partition, topic_id)
     partition: int
     offset: int
     states: dict[str, bytes]
+    #: devices whose state is deleted from the checkpoint (idle past the retention)
+    retired: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -218,7 +250,7 @@ class WriteOutcome:
 
 
 def prediction_values(p: Prediction) -> list[Any]:
-    """The values of the prediction fields (names in ``_WRITE_PREDICTIONS``), as stored in
+    """The values of the prediction fields (names in ``_WRITE_BATCH``), as stored in
     the latest hash and the history stream."""
     return [
         p.device,
@@ -243,7 +275,7 @@ def decode_fields(raw: dict[Any, Any]) -> dict[str, str]:
 
 
 class RedisSink:
-    """Pipelined, idempotent writes of predictions and checkpoints (sync redis client)."""
+    """Idempotent, atomic writes of predictions and checkpoints (sync redis client)."""
 
     def __init__(
         self,
@@ -253,22 +285,29 @@ class RedisSink:
         ttl_s: int,
         features_maxlen: int,
         purity: float = 0.8,
+        checkpoint_ttl_s: int = 30 * 24 * 3600,
     ) -> None:
         self.client = client
         self.history_maxlen = history_maxlen
         self.ttl_s = ttl_s
         self.features_maxlen = features_maxlen
         self.purity = purity
-        self._preds = client.register_script(_WRITE_PREDICTIONS)
+        self.checkpoint_ttl_s = checkpoint_ttl_s
+        self._batch = client.register_script(_WRITE_BATCH)
         self._label = client.register_script(_WRITE_LABEL)
-        self._ckpt = client.register_script(_WRITE_CHECKPOINT)
         self._names_written = False
 
     @classmethod
     def from_settings(cls, settings: Any) -> RedisSink:
         import redis
 
-        client = redis.Redis.from_url(settings.redis.url, **settings.redis.client_kwargs())
+        s = settings.stream
+        client = redis.Redis.from_url(
+            settings.redis.url,
+            socket_timeout=s.redis_timeout_s,
+            socket_connect_timeout=s.redis_timeout_s,
+            **settings.redis.client_kwargs(),
+        )
         r = settings.redis
         return cls(
             client,
@@ -276,6 +315,7 @@ class RedisSink:
             ttl_s=r.history_ttl_s,
             features_maxlen=r.features_maxlen,
             purity=settings.signal.label_purity,
+            checkpoint_ttl_s=s.checkpoint_ttl_s,
         )
 
     def _ensure_feature_names(self) -> None:
@@ -292,30 +332,36 @@ class RedisSink:
         features: np.ndarray | None = None,
         checkpoints: Sequence[Checkpoint] = (),
     ) -> WriteOutcome:
-        """Write predictions (and their features), then the checkpoints, in one pipeline."""
+        """Write predictions (and their features), then the checkpoints, in one script."""
+        if not predictions and not checkpoints:
+            return WriteOutcome(new=[], scored=[])
         if features is not None:
             self._ensure_feature_names()
-        pipe = self.client.pipeline(transaction=False)
-        if predictions:
-            keys: list[str] = [FEATURES_KEY, ACCURACY_KEY]
-            args: list[Any] = [self.history_maxlen, self.ttl_s, self.features_maxlen, self.purity]
-            feats: list[str] = [""] * len(predictions)
-            if features is not None:
-                rounded = np.round(np.asarray(features, dtype=np.float64), 6).tolist()
-                feats = [json.dumps(r) for r in rounded]
-            for p, f in zip(predictions, feats, strict=True):
-                d = p.device
-                keys += [history_key(d), latest_key(d), labels_key(d), scored_key(d)]
-                args += prediction_values(p)
-                args.append(f)
-            self._preds(keys=keys, args=args, client=pipe)
+        keys: list[str] = [FEATURES_KEY, ACCURACY_KEY]
+        args: list[Any] = [
+            self.history_maxlen,
+            self.ttl_s,
+            self.features_maxlen,
+            self.purity,
+            len(predictions),
+            len(checkpoints),
+        ]
+        feats: list[str] = [""] * len(predictions)
+        if features is not None and predictions:
+            rounded = np.round(np.asarray(features, dtype=np.float64), 6).tolist()
+            feats = [json.dumps(r) for r in rounded]
+        for p, f in zip(predictions, feats, strict=True):
+            d = p.device
+            keys += [history_key(d), latest_key(d), labels_key(d), scored_key(d)]
+            args += prediction_values(p)
+            args.append(f)
         for c in checkpoints:
-            cargs: list[Any] = [c.offset]
+            keys.append(c.key)
+            args += [c.offset, self.checkpoint_ttl_s, len(c.states), len(c.retired)]
             for device, state in c.states.items():
-                cargs += [device, state]
-            self._ckpt(keys=[c.key], args=cargs, client=pipe)
-        results = pipe.execute()
-        codes = [int(r) for r in results[0]] if predictions else []
+                args += [STATE_PREFIX + device, state]
+            args += [STATE_PREFIX + d for d in c.retired]
+        codes = [int(r) for r in self._batch(keys=keys, args=args)]
         scored = [
             (p.model_version, code == 3)
             for p, code in zip(predictions, codes, strict=True)
@@ -344,20 +390,36 @@ class RedisSink:
             out[version] = (int(v), t) if kind == "correct" else (c, int(v))
         return out
 
+    def load_state(self, key: str, device: str) -> bytes | None:
+        """The checkpointed state of one device (an evicted device sending again)."""
+        raw = self.client.hget(key, STATE_PREFIX + device)
+        return None if raw is None else bytes(raw)
+
+    def delete(self, key: str) -> None:
+        self.client.delete(key)
+
     def load_checkpoint(
-        self, app_id: str, topic: str, partition: int
-    ) -> tuple[int | None, dict[str, bytes]]:
-        """(offset, {device: state}) of a partition; offset None when there is none."""
-        raw = self.client.hgetall(checkpoint_key(app_id, topic, partition))
+        self, app_id: str, topic: str, partition: int, topic_id: str | None = None
+    ) -> tuple[int | None, dict[str, bytes], bool]:
+        """(offset, {device: state}, legacy) of a partition; offset None when there is none.
+        ``legacy``: read from the key of checkpoints written before topic ids (the next
+        checkpoint must then hold every device)."""
+        raw = self.client.hgetall(checkpoint_key(app_id, topic, partition, topic_id))
+        legacy = False
+        if not raw and topic_id is not None:
+            raw = self.client.hgetall(checkpoint_key(app_id, topic, partition))
+            legacy = bool(raw)
         offset: int | None = None
         states: dict[str, bytes] = {}
         for k, v in raw.items():
             key = k.decode() if isinstance(k, bytes) else str(k)
             if key == OFFSET_FIELD:
                 offset = int(v)
-            else:
+            elif key.startswith(STATE_PREFIX) and not legacy:
+                states[key[len(STATE_PREFIX) :]] = bytes(v)
+            elif legacy:
                 states[key] = bytes(v)
-        return offset, states
+        return offset, states, legacy
 
 
 def _s(v: Any) -> str:

@@ -65,8 +65,14 @@ def repo_root() -> Path:
 
 
 @pytest.fixture
-def subprocess_env(stack: Settings, repo_root: Path) -> dict[str, str]:
+def subprocess_env(session_subprocess_env: dict[str, str]) -> dict[str, str]:
     """Environment for a wearmon subprocess that talks to the session's stack."""
+    return dict(session_subprocess_env)
+
+
+@pytest.fixture(scope="session")
+def session_subprocess_env(stack: Settings, repo_root: Path) -> dict[str, str]:
+    """:func:`subprocess_env` for module-scoped fixtures (copy it before changing it)."""
     env = dict(os.environ)
     env.update(
         {

@@ -105,6 +105,9 @@ class RedisSettings(_Frozen):
     history_maxlen: int = Field(default=10_000, ge=1)
     history_ttl_s: int = Field(default=7 * 24 * 3600, ge=1)
     features_maxlen: int = Field(default=50_000, ge=1)
+    #: ``maxmemory`` of the local stack's Redis (policy noeviction: a full Redis refuses
+    #: writes, the worker retries them, and no checkpoint is ever evicted; docs/stream.md).
+    maxmemory: str = "1gb"
 
     @model_validator(mode="before")
     @classmethod
@@ -208,6 +211,27 @@ class StreamSettings(_Frozen):
     #: How often per-device windower state and offsets are checkpointed to Redis; offsets
     #: are committed to Kafka only up to the last checkpoint.
     checkpoint_s: float = Field(default=2.0, gt=0)
+    #: TTL of a checkpoint hash, renewed by every checkpoint of its partition.
+    checkpoint_ttl_s: int = Field(default=30 * 24 * 3600, ge=60)
+    #: A device without a message for this long leaves the worker's memory (its state stays
+    #: in the checkpoint and is read back when it sends again).
+    idle_evict_s: float = Field(default=600.0, gt=0)
+    #: The state of a device idle this long is deleted from the checkpoint.
+    state_retention_s: float = Field(default=7 * 24 * 3600, gt=0)
+    #: Socket timeout of the worker's Redis calls (a hung Redis fails a batch, which retries).
+    redis_timeout_s: float = Field(default=10.0, gt=0)
+    #: A failed batch is retried after retry_base_s, doubling up to retry_max_s.
+    retry_base_s: float = Field(default=0.5, gt=0)
+    retry_max_s: float = Field(default=30.0, gt=0)
+    #: A batch failing with the same non-transient error this many times is isolated: split
+    #: by device until the failing devices are found; their windows are dead-lettered.
+    batch_attempts: int = Field(default=3, ge=1)
+    #: Windows waiting for inference (no model loaded yet, or inference behind) beyond
+    #: which the worker stops taking sample messages until the queue drains (back-pressure).
+    max_pending_windows: int = Field(default=20_000, ge=1)
+    #: Graceful shutdown gives the in-flight batch this long, then stops without it (its
+    #: messages are not committed: the next owner processes them again).
+    shutdown_timeout_s: float = Field(default=10.0, gt=0)
 
 
 class LifecycleSettings(_Frozen):

@@ -167,21 +167,28 @@ class SecureListener:
     ``keystore_pem`` holds the broker's private key (PKCS#8, unencrypted) and certificate
     chain, ``truststore_pem`` the CA certificates; ``users`` the SASL/PLAIN accounts, the
     first of them also the broker's own identity on its inter-broker connections.
+    ``ssl_port``: a second client listener there, TLS without SASL (``SSL``).
     """
 
     keystore_pem: Path
     truststore_pem: Path
     users: tuple[tuple[str, str], ...] = ()
     protocol: str = "SASL_SSL"
+    ssl_port: int | None = None
 
 
 def _listener_lines(settings: Settings, secure: SecureListener | None) -> list[str]:
     p = settings.ports
     proto = "PLAINTEXT" if secure is None else secure.protocol
+    clients = [(proto, p.kafka)]
+    if secure is not None and secure.ssl_port is not None and proto != "SSL":
+        clients.append(("SSL", secure.ssl_port))
+    endpoints = ",".join(f"{name}://127.0.0.1:{port}" for name, port in clients)
+    protocols = ",".join(f"{name}:{name}" for name, _ in clients)
     lines = [
-        f"listeners={proto}://127.0.0.1:{p.kafka},CONTROLLER://127.0.0.1:{p.kafka_controller}",
-        f"advertised.listeners={proto}://127.0.0.1:{p.kafka}",
-        f"listener.security.protocol.map={proto}:{proto},CONTROLLER:PLAINTEXT",
+        f"listeners={endpoints},CONTROLLER://127.0.0.1:{p.kafka_controller}",
+        f"advertised.listeners={endpoints}",
+        f"listener.security.protocol.map={protocols},CONTROLLER:PLAINTEXT",
         f"inter.broker.listener.name={proto}",
     ]
     if secure is None:
@@ -422,6 +429,10 @@ class LocalStack:
             "--daemonize", "no",
             "--appendonly", "yes",
             "--save", "",
+            # a full Redis refuses writes (the worker retries them) and never evicts a key:
+            # an evicted checkpoint would lose windows (docs/stream.md)
+            "--maxmemory", self.settings.redis.maxmemory,
+            "--maxmemory-policy", "noeviction",
         ]  # fmt: skip
         return argv
 

@@ -42,7 +42,9 @@ class FakeProducer:
     def __init__(self) -> None:
         self.sent: list[tuple[str, bytes | None, bytes]] = []
 
-    def produce(self, topic: str, key: bytes | None = None, value: bytes = b"") -> None:
+    def produce(
+        self, topic: str, key: bytes | None = None, value: bytes = b"", on_delivery: Any = None
+    ) -> None:
         self.sent.append((topic, key, value))
 
     def flush(self, timeout: float = 0) -> int:
@@ -69,13 +71,23 @@ class FakeSink:
             assert isinstance(c, Checkpoint)
             off, states = self.ckpt.get(c.partition, (-1, {}))
             if c.offset > off:
-                self.ckpt[c.partition] = (c.offset, {**states, **c.states})
+                kept = {d: v for d, v in states.items() if d not in c.retired}
+                self.ckpt[c.partition] = (c.offset, {**kept, **c.states})
         return WriteOutcome(new=new, scored=[])
 
     def load_checkpoint(
-        self, app: str, topic: str, partition: int
-    ) -> tuple[int | None, dict[str, bytes]]:
+        self, app: str, topic: str, partition: int, topic_id: str | None = None
+    ) -> tuple[int | None, dict[str, bytes], bool]:
         if partition not in self.ckpt:
-            return None, {}
+            return None, {}, False
         off, states = self.ckpt[partition]
-        return off, dict(states)
+        return off, dict(states), False
+
+    def load_state(self, key: str, device: str) -> bytes | None:
+        for _off, states in self.ckpt.values():
+            if device in states:
+                return states[device]
+        return None
+
+    def delete(self, key: str) -> None:
+        pass

@@ -193,12 +193,30 @@ def secure_kafka_settings(settings: Settings, pki: Pki) -> Settings:
     return settings.model_copy(update={"kafka": kafka})
 
 
+def ssl_kafka_settings(settings: Settings, pki: Pki, port: int) -> Settings:
+    """``settings`` pointed at the broker's TLS-only (``SSL``) listener on ``port``."""
+    kafka = KafkaSettings.model_validate(
+        {
+            **settings.kafka.model_dump(),
+            "bootstrap_servers": f"127.0.0.1:{port}",
+            "security_protocol": "SSL",
+            "ssl_cafile": pki.ca,
+        }
+    )
+    return settings.model_copy(update={"kafka": kafka})
+
+
 @contextmanager
-def sasl_ssl_kafka(d: Path, pki: Pki, settings: Settings) -> Iterator[Path]:
-    """A single-node KRaft broker whose only client listener is SASL_SSL (SASL/PLAIN);
-    ``settings`` gives its ports. Yields the broker's log file."""
+def sasl_ssl_kafka(
+    d: Path, pki: Pki, settings: Settings, ssl_port: int | None = None
+) -> Iterator[Path]:
+    """A single-node KRaft broker whose client listeners are SASL_SSL (SASL/PLAIN) and, with
+    ``ssl_port``, TLS alone (SSL); ``settings`` gives its ports. Yields the broker's log."""
     secure = SecureListener(
-        keystore_pem=pki.server_keystore, truststore_pem=pki.ca, users=SASL_USERS
+        keystore_pem=pki.server_keystore,
+        truststore_pem=pki.ca,
+        users=SASL_USERS,
+        ssl_port=ssl_port,
     )
     argv = prepare_kafka(settings, d / "kafka", secure)
     logf = d / "kafka.log"

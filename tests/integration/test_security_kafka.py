@@ -1,7 +1,8 @@
-"""Kafka over SASL_SSL, for real: a KRaft broker whose only client listener is SASL/PLAIN
-over TLS (certificates made in the test), reached by the admin path (topic creation), the
-replay producer (``wearmon replay``), Faust's clients with the credentials wearmon builds,
-and a whole ``wearmon process`` worker that also writes to a TLS-only Redis."""
+"""Kafka over TLS, for real: a KRaft broker whose client listeners are SASL/PLAIN over TLS
+(SASL_SSL) and TLS alone (SSL), certificates made in the test, reached by the admin path
+(topic creation), the replay producer (``wearmon replay``), Faust's clients with the
+credentials wearmon builds, and a whole ``wearmon process`` worker over SASL_SSL that also
+writes to a TLS-only Redis."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from tests.integration.security_support import (
     make_pki,
     sasl_ssl_kafka,
     secure_kafka_settings,
+    ssl_kafka_settings,
     tls_redis,
 )
 from wearmon.settings import Settings
@@ -33,6 +35,8 @@ pytestmark = pytest.mark.integration
 
 REDIS_PASSWORD = "kafka-test-redis-pw-3b7"
 
+Broker = tuple[Settings, Path, Settings]
+
 
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
@@ -40,16 +44,18 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
 
 
 @pytest.fixture(scope="module")
-def broker(tmp_path_factory: pytest.TempPathFactory, pki: Pki) -> Iterator[tuple[Settings, Path]]:
-    """(settings of a SASL_SSL client of the broker, the broker's log file)."""
+def broker(tmp_path_factory: pytest.TempPathFactory, pki: Pki) -> Iterator[Broker]:
+    """(settings of a SASL_SSL client of the broker, the broker's log file, settings of a
+    client of its TLS-only listener)."""
     d = tmp_path_factory.mktemp("sasl-broker")
     base = Settings(
         data_dir=d / "data",
         ports={"kafka": free_port(), "kafka_controller": free_port()},
         kafka={"partitions": 2},
     )
-    with sasl_ssl_kafka(d, pki, base) as log:
-        yield secure_kafka_settings(base, pki), log
+    ssl_port = free_port()
+    with sasl_ssl_kafka(d, pki, base, ssl_port=ssl_port) as log:
+        yield secure_kafka_settings(base, pki), log, ssl_kafka_settings(base, pki, ssl_port)
 
 
 @pytest.fixture(scope="module")
@@ -125,9 +131,12 @@ def _consume(settings: Settings, topic: str, idle_s: float = 3.0) -> list[bytes]
     return out
 
 
-def test_only_sasl_ssl_clients_get_in(broker: tuple[Settings, Path], pki: Pki) -> None:
-    settings, log = broker
+def test_only_tls_clients_get_in(broker: Broker, pki: Pki) -> None:
+    settings, log, tls_only = broker
     k = settings.kafka
+    t = tls_only.kafka
+    assert kafka_ready(t.bootstrap_servers, conf=t.confluent_config())
+    assert not kafka_ready(t.bootstrap_servers, timeout=2.0)  # PLAINTEXT is refused there too
     assert kafka_ready(k.bootstrap_servers, conf=k.confluent_config())
     assert not kafka_ready(k.bootstrap_servers, timeout=2.0)  # PLAINTEXT is refused
     wrong = k.model_copy(update={"sasl_password": None}).confluent_config()
@@ -140,10 +149,16 @@ def test_only_sasl_ssl_clients_get_in(broker: tuple[Settings, Path], pki: Pki) -
     assert stat.S_IMODE(props.stat().st_mode) == 0o600
 
 
-def test_ensure_topics_over_sasl_ssl(broker: tuple[Settings, Path]) -> None:
+def _client(broker: Broker, protocol: str) -> Settings:
+    return broker[0] if protocol == "SASL_SSL" else broker[2]
+
+
+@pytest.mark.parametrize("protocol", ["SASL_SSL", "SSL"])
+def test_ensure_topics_over_tls(broker: Broker, protocol: str) -> None:
     from confluent_kafka.admin import AdminClient
 
-    settings = _topics(broker[0])
+    settings = _topics(_client(broker, protocol))
+    assert settings.kafka.security_protocol == protocol
     ensure_topics(settings, timeout=20)
     k = settings.kafka
     md = AdminClient(k.confluent_config()).list_topics(timeout=10)
@@ -152,15 +167,16 @@ def test_ensure_topics_over_sasl_ssl(broker: tuple[Settings, Path]) -> None:
     assert len(md.topics[k.samples_topic].partitions) == k.partitions
 
 
-def test_faust_clients_round_trip_with_wearmon_credentials(broker: tuple[Settings, Path]) -> None:
+@pytest.mark.parametrize("protocol", ["SASL_SSL", "SSL"])
+def test_faust_clients_round_trip_with_wearmon_credentials(broker: Broker, protocol: str) -> None:
     """aiokafka, configured exactly as Faust configures it from faust_credentials()."""
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
     from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
 
-    settings = _topics(broker[0])
+    settings = _topics(_client(broker, protocol))
     k = settings.kafka
     auth = credentials_to_aiokafka_auth(faust_credentials(k))
-    assert auth["security_protocol"] == "SASL_SSL"
+    assert auth["security_protocol"] == protocol
     topic = k.samples_topic
 
     async def scenario() -> list[bytes]:
@@ -193,7 +209,7 @@ def test_faust_clients_round_trip_with_wearmon_credentials(broker: tuple[Setting
 
 
 def test_replay_with_a_wrong_password_is_one_line(
-    broker: tuple[Settings, Path], pki: Pki, repo_root: Path
+    broker: Broker, pki: Pki, repo_root: Path
 ) -> None:
     settings = _topics(broker[0])
     env = _env(settings, pki, repo_root, WEARMON_KAFKA__SASL_PASSWORD="wrong-pw-4242")
@@ -210,7 +226,7 @@ def test_replay_with_a_wrong_password_is_one_line(
 
 
 def test_replay_worker_and_watch_over_sasl_ssl_and_tls_redis(
-    broker: tuple[Settings, Path], pki: Pki, redis_port: int, repo_root: Path, tmp_path: Path
+    broker: Broker, pki: Pki, redis_port: int, repo_root: Path, tmp_path: Path
 ) -> None:
     """The whole path secured: replay -> SASL_SSL Kafka -> worker -> TLS Redis + predictions
     topic -> wearmon watch."""

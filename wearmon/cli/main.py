@@ -13,7 +13,18 @@ import sys
 
 import typer
 
-from wearmon.cli import common, dashboards, data, demo, model, process, replay, stack, train
+from wearmon.cli import (
+    common,
+    dashboards,
+    data,
+    demo,
+    model,
+    monitor,
+    process,
+    replay,
+    stack,
+    train,
+)
 from wearmon.errors import WearmonError
 from wearmon.redact import install_log_redaction, redact
 
@@ -28,6 +39,7 @@ app.add_typer(stack.app, name="stack")
 app.add_typer(data.app, name="data")
 app.add_typer(model.app, name="model")
 app.add_typer(dashboards.app, name="dashboards")
+app.add_typer(monitor.app, name="monitor")
 replay.register(app)
 train.register(app)
 process.register(app)

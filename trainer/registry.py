@@ -4,10 +4,14 @@ A version's files live as artifacts of an MLflow run under ``model/``:
 
 - ``model.keras`` (or ``model.h5``): the Keras model, input (None, 200, 6), softmax output
 - ``metadata.json``: classes, window/hop/rate, channels and units, scaler, data hash, split
-- ``reference_profile.parquet``: per-window features of the training windows (drift checks)
+- ``reference_profile.parquet``: per-window features of the training windows and their
+  ``subject`` (drift checks)
+- ``drift_calibration.json``: the drift thresholds calibrated on the training subjects
+  (``monitoring.calibration``; :func:`read_calibration`)
 
-Versions are immutable; the alias ``champion`` names what the stream serves and promotion
-moves the alias. Downloaded versions are cached read-only under
+Versions are immutable; the alias ``champion`` names what the stream serves, and only
+:mod:`trainer.promotion` moves it. Only MLflow's ``RESOURCE_DOES_NOT_EXIST`` means "not
+there"; any other registry failure is a one-line :class:`RegistryError`. Downloaded versions are cached read-only under
 ``data_dir/models/<name>/<version>/``. MLflow is imported inside the functions.
 """
 

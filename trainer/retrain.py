@@ -78,6 +78,20 @@ def redis_client(settings: Settings) -> Any:
     )
 
 
+def reachable(client: Any) -> Any:
+    """The client when Redis answers, else None (logged): then there is no retrain status
+    and no stream windows in the pool; the exit code still tells the result."""
+    import redis
+
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        log.warning("Redis unreachable (%s): no retrain status, no stream windows", exc)
+        client.close()
+        return None
+    return client
+
+
 def retrain(
     settings: Settings,
     trigger_id: str,
@@ -91,7 +105,7 @@ def retrain(
     ``lifecycle.init_from``); ``client``: a Redis client (default: from the settings);
     ``config_overrides``: ModelConfig fields on top of the preset (tests: a tiny model)."""
     own = client is None
-    client = redis_client(settings) if own else client
+    client = reachable(redis_client(settings)) if own else client
     started = _now_ms()
     write_status(client, settings, trigger_id, status="running", started_ms=started, reason="")
     try:
@@ -117,7 +131,7 @@ def retrain(
         finished_ms=out.finished_ms,
     )
     log.info("retraining %s: %s: %s", trigger_id, out.status, out.reason)
-    if own:
+    if own and client is not None:
         client.close()
     return out
 

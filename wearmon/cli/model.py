@@ -211,28 +211,17 @@ def _new_holdout(settings: Any, new_data: str | None, classes: list[str]) -> Any
     from trainer.datasets import load_dataset
     from trainer.pool import load_new_holdout
     from trainer.promotion import Holdout
-    from trainer.retrain import redis_client
+    from trainer.retrain import reachable, redis_client
 
     if new_data:
         return Holdout.of(load_dataset(new_data, settings.signal), new_data)
-    client = redis_client(settings)
+    client = reachable(redis_client(settings))
     try:
-        held = load_new_holdout(settings, classes, redis_client=_reachable(client))
+        held = load_new_holdout(settings, classes, redis_client=client)
     finally:
-        client.close()
+        if client is not None:
+            client.close()
     return Holdout.of(held, "pool:new") if held is not None else None
-
-
-def _reachable(client: Any) -> Any:
-    """The Redis client when the server answers, else None (the pool then has no stream
-    windows; the incoming folder still counts)."""
-    import redis
-
-    try:
-        client.ping()
-    except redis.RedisError:
-        return None
-    return client
 
 
 @app.command("retrain")

@@ -11,8 +11,9 @@ A version's files live as artifacts of an MLflow run under ``model/``:
 
 Versions are immutable; the alias ``champion`` names what the stream serves, and only
 :mod:`trainer.promotion` moves it. Only MLflow's ``RESOURCE_DOES_NOT_EXIST`` means "not
-there"; any other registry failure is a one-line :class:`RegistryError`. Downloaded versions are cached read-only under
-``data_dir/models/<name>/<version>/``. MLflow is imported inside the functions.
+there"; any other registry failure is a one-line :class:`RegistryError`. Downloaded
+versions are cached read-only under ``data_dir/models/<name>/<version>/``. MLflow is
+imported inside the functions.
 """
 
 from __future__ import annotations

@@ -136,14 +136,14 @@ def test_only_tls_clients_get_in(broker: Broker, pki: Pki) -> None:
     k = settings.kafka
     t = tls_only.kafka
     assert kafka_ready(t.bootstrap_servers, conf=t.confluent_config())
-    assert not kafka_ready(t.bootstrap_servers, timeout=2.0)  # PLAINTEXT is refused there too
+    assert not kafka_ready(t.bootstrap_servers, timeout=1.5)  # PLAINTEXT is refused there too
     assert kafka_ready(k.bootstrap_servers, conf=k.confluent_config())
-    assert not kafka_ready(k.bootstrap_servers, timeout=2.0)  # PLAINTEXT is refused
+    assert not kafka_ready(k.bootstrap_servers, timeout=1.5)  # PLAINTEXT is refused
     wrong = k.model_copy(update={"sasl_password": None}).confluent_config()
     wrong["sasl.password"] = "not-the-password"
-    assert not kafka_ready(k.bootstrap_servers, timeout=2.0, conf=wrong)
+    assert not kafka_ready(k.bootstrap_servers, timeout=1.5, conf=wrong)
     other_ca = {**k.confluent_config(), "ssl.ca.location": str(pki.other_ca)}
-    assert not kafka_ready(k.bootstrap_servers, timeout=2.0, conf=other_ca)
+    assert not kafka_ready(k.bootstrap_servers, timeout=1.5, conf=other_ca)
     assert all(pw not in log.read_text() for _, pw in SASL_USERS)
     props = log.parent / "kafka" / "server.properties"  # holds the accounts: owner only
     assert stat.S_IMODE(props.stat().st_mode) == 0o600

@@ -47,7 +47,7 @@ def _overview(d: dashboard.Dashboard) -> dashboard.Dashboard:
         )
         .with_panel(
             single(
-                "Windows/s",
+                "Classified windows/s",
                 "Windows classified per second, all workers.",
                 "wps",
                 [Q(f"sum(rate({S}predictions_total{R}))")],
@@ -58,12 +58,12 @@ def _overview(d: dashboard.Dashboard) -> dashboard.Dashboard:
             single(
                 "p95 end-to-end latency",
                 "From the sent time of the message that completes a window to its "
-                "prediction in Redis, 95th percentile over the last 5 minutes.",
+                "prediction in Redis, 95th percentile over the last minute.",
                 "s",
                 [
                     Q(
                         f"histogram_quantile(0.95, sum by (le) "
-                        f"(rate({S}e2e_latency_seconds_bucket[5m])))"
+                        f"(rate({S}e2e_latency_seconds_bucket[1m])))"
                     )
                 ],
                 decimals=2,

@@ -88,6 +88,12 @@ def test_grafana_11_shape(dashboards: dict[str, dict]) -> None:
         assert len(ids) == len(d["panels"])
 
 
+def test_panel_titles_are_unique_per_dashboard(dashboards: dict[str, dict]) -> None:
+    for name, d in dashboards.items():
+        titles = [p["title"] for p in panels(d)]
+        assert len(set(titles)) == len(titles), name
+
+
 def test_every_panel_has_unit_description_and_datasource_variable(
     dashboards: dict[str, dict],
 ) -> None:

@@ -17,12 +17,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pydantic import SecretStr
+
 from wearmon.settings import KafkaSettings, Settings
 from wearmon.stack import (
     SecureListener,
     free_port,
     kafka_ready,
     prepare_kafka,
+    redis_quote,
     redis_ready,
     require,
     write_private,
@@ -147,7 +150,7 @@ def tls_redis(d: Path, pki: Pki, password: str) -> Iterator[int]:
                 f"tls-key-file {pki.server_key}",
                 f"tls-ca-cert-file {pki.ca}",
                 "tls-auth-clients yes",
-                f'requirepass "{password}"',
+                redis_quote("requirepass", SecretStr(password)).rstrip("\n"),
                 f"dir {d}",
                 'save ""',
                 "appendonly no",

@@ -291,6 +291,23 @@ class Monitor:
             "--trigger-id", trigger_id, *self.settings.monitor.retrain_args,
         ]  # fmt: skip
 
+    def retrain_env(self) -> dict[str, str]:
+        """The child's environment: this one, plus where this monitor's data, registry and
+        servers are (its settings may have been set in code, not in the environment)."""
+        st = self.settings
+        env = dict(os.environ)
+        env.update(
+            {
+                "WEARMON_DATA_DIR": str(Path(st.data_dir).resolve()),
+                "WEARMON_MODEL_NAME": st.model_name,
+                "WEARMON_REDIS__URL": st.redis.url,
+                "WEARMON_KAFKA__BOOTSTRAP_SERVERS": st.kafka.bootstrap_servers,
+            }
+        )
+        if st.mlflow_tracking_uri:
+            env["WEARMON_MLFLOW_TRACKING_URI"] = st.mlflow_tracking_uri
+        return env
+
     def _start_retraining(self, trigger_id: str) -> None:
         self.metrics.retrainings.labels(result="started").inc()
         if not self.settings.monitor.retrain:
@@ -304,6 +321,7 @@ class Monitor:
                 self.retrain_command(trigger_id),
                 stdout=out,
                 stderr=subprocess.STDOUT,
+                env=self.retrain_env(),
             )
         if nice:  # lower its CPU priority at once (no preexec_fn: the monitor has threads)
             prio = min(19, os.getpriority(os.PRIO_PROCESS, 0) + nice)

@@ -1,0 +1,204 @@
+"""The monitor against the real Redis: live windows in ``feat:live`` (seglearn subjects the
+reference never saw), checks written to ``drift:*``, the policy moving on injected drift, its
+state and cursor resumed by a restarted monitor, Evidently reports on state changes, and a
+real ``wearmon model retrain`` process started on DRIFT and fed back (RETRAINING -> COOLDOWN).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from prometheus_client import generate_latest
+
+from monitoring import keys
+from monitoring.calibration import calibrate
+from monitoring.drift import Reference, build_reference
+from monitoring.metrics import MonitorMetrics
+from monitoring.policy import COOLDOWN, DRIFT, OK, RETRAINING, SUSPECT, PolicyStore
+from monitoring.service import Monitor, describe, status
+from wearmon.settings import Settings
+from wearmon.signals.features import FEATURE_NAMES, features_frame, window_features
+
+pytestmark = pytest.mark.integration
+
+LIVE = ("9", "10")
+
+
+@pytest.fixture(scope="module")
+def seglearn() -> Any:
+    from trainer.datasets import load_dataset
+
+    ds = load_dataset("seglearn")
+    order = np.lexsort((ds.start_ms, ds.recording))
+    return ds.x[order].astype(np.float64), ds.groups[order].astype(str)
+
+
+class FixedReference:
+    """The reference of one version built from real windows (no registry needed)."""
+
+    def __init__(self, ref: Reference) -> None:
+        self.ref = ref
+
+    def champion(self) -> str:
+        return self.ref.version
+
+    def get(self, version: str) -> Reference:
+        assert version == self.ref.version
+        return self.ref
+
+
+@pytest.fixture(scope="module")
+def reference(seglearn: Any) -> FixedReference:
+    x, groups = seglearn
+    train = ~np.isin(groups, LIVE)
+    profile = features_frame(x[train])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        cal = calibrate(profile, groups[train])
+    return FixedReference(build_reference(profile, version="3", calibration=cal))
+
+
+def _push(client: Any, feats: np.ndarray, device: str, t0_ms: int, version: str = "3") -> None:
+    """Live windows as the stream processor writes them to feat:live."""
+    client.set(keys.FEATURE_NAMES_KEY, json.dumps(FEATURE_NAMES))
+    pipe = client.pipeline(transaction=False)
+    for i, row in enumerate(np.round(feats, 6).tolist()):
+        pipe.xadd(
+            keys.FEATURES_KEY,
+            {
+                "device": device,
+                "window_start_ms": t0_ms + 2000 * i,
+                "model_version": version,
+                "label": "ROW",
+                "confidence": "0.93",
+                "f": json.dumps(row),
+            },
+        )
+    pipe.execute()
+
+
+def _live(seglearn: Any, subject: str, n: int, gain: float = 1.0) -> np.ndarray:
+    x, groups = seglearn
+    return window_features(x[groups == subject][:n] * gain)
+
+
+def _settings(stack: Settings, tmp_path: Path, **monitor: Any) -> Settings:
+    m = stack.monitor.model_copy(update={"min_windows": 60, "n_of_m": (2, 3), **monitor})
+    return stack.model_copy(update={"data_dir": tmp_path / "data", "monitor": m})
+
+
+def _clean(client: Any) -> None:
+    client.delete(
+        keys.FEATURES_KEY, keys.MONITOR_CURSOR, keys.POLICY_STATE, keys.POLICY_LOG,
+        keys.DRIFT_LATEST, keys.DRIFT_HIST,
+    )  # fmt: skip
+
+
+def test_checks_move_the_policy_and_a_restart_resumes_it(
+    stack: Settings, redis_client: Any, tmp_path: Path, seglearn: Any, reference: FixedReference
+) -> None:
+    _clean(redis_client)
+    s = _settings(stack, tmp_path, retrain=False, reports_keep=2, cooldown_s=3600)
+    metrics = MonitorMetrics()
+    mon = Monitor(s, redis_client, metrics, references=reference)  # type: ignore[arg-type]
+    assert mon.state.state == OK
+
+    out = mon.check_once()  # nothing live yet
+    assert out.result is None and "0 new windows" in out.skipped
+
+    _push(redis_client, _live(seglearn, "9", 100), "dev-9", 1_000_000)
+    out = mon.check_once()
+    assert out.result is not None and not out.result.drifted, describe(out)
+    latest = {k.decode(): v.decode() for k, v in redis_client.hgetall(keys.DRIFT_LATEST).items()}
+    assert latest["drifted"] == "0" and latest["n_windows"] == "100"
+    assert latest["model_version"] == "3" and latest["state"] == OK
+    assert json.loads(latest["top"])  # top features with their scores
+
+    out = mon.check_once()  # the cursor moved: the same windows are not checked twice
+    assert out.result is None and "0 new windows" in out.skipped
+
+    _push(redis_client, _live(seglearn, "10", 100, gain=1.5), "dev-10", 2_000_000)
+    out = mon.check_once()
+    assert out.result is not None and out.result.drifted, describe(out)
+    assert [t.to_state for t in out.transitions] == [SUSPECT]
+    assert out.report is not None and out.report.is_file()  # a state change: a report
+    trigger = mon.state.trigger_id
+    assert trigger
+
+    # a restart: a new monitor on the same Redis resumes the state and the cursor
+    mon2 = Monitor(s, redis_client, MonitorMetrics(), references=reference)  # type: ignore[arg-type]
+    assert mon2.state == mon.state and mon2.state.state == SUSPECT
+    assert mon2.check_once().result is None  # nothing new since the last check
+
+    _push(redis_client, _live(seglearn, "10", 100, gain=1.5), "dev-10b", 3_000_000)
+    out = mon2.check_once()
+    assert [t.to_state for t in out.transitions] == [DRIFT, RETRAINING]
+    assert {t.trigger_id for t in out.transitions} == {trigger}
+    # retraining is off here: the monitor feeds back "failed" and cools down
+    st = mon2.poll_retraining()
+    assert st is not None and st.state.state == COOLDOWN
+    assert "retraining is off" in st.transitions[0].reason
+
+    log = PolicyStore(redis_client).log(10)
+    assert [(t.from_state, t.to_state) for t in reversed(log)] == [
+        (OK, SUSPECT), (SUSPECT, DRIFT), (DRIFT, RETRAINING), (RETRAINING, COOLDOWN),
+    ]  # fmt: skip
+    assert redis_client.xlen(keys.DRIFT_HIST) == 3
+    reports = sorted((tmp_path / "data" / "monitor" / "reports").glob("drift-*.html"))
+    assert len(reports) == 2  # bounded: reports_keep
+
+    text = generate_latest(mon2.metrics.registry).decode()
+    assert 'wearmon_monitor_policy_state{state="cooldown"} 1.0' in text
+    assert 'wearmon_monitor_policy_state{state="ok"} 0.0' in text
+    assert 'wearmon_monitor_retrainings_total{result="failed"} 1.0' in text
+    assert 'wearmon_monitor_champion_info{model_version="3"} 1.0' in text
+    assert 'wearmon_monitor_feature_drift{feature="acc_mag_mean"}' in text
+    text1 = generate_latest(metrics.registry).decode()
+    assert 'wearmon_monitor_checks_total{result="ok"} 1.0' in text1
+    assert 'wearmon_monitor_checks_total{result="drift"} 1.0' in text1
+    assert 'wearmon_monitor_checks_total{result="skipped"} 2.0' in text1
+
+    words = "\n".join(status(s, redis_client))
+    assert "policy: COOLDOWN" in words and "retraining -> cooldown" in words
+    assert "DRIFT  score" in words
+
+
+@pytest.mark.slow
+def test_drift_starts_a_real_niced_retraining_and_feeds_its_result_back(
+    stack: Settings, redis_client: Any, tmp_path: Path, seglearn: Any
+) -> None:
+    from trainer import registry
+    from trainer.model import ModelConfig
+    from trainer.train import TrainOptions, train
+
+    _clean(redis_client)
+    s = _settings(stack, tmp_path, n_of_m=(1, 1), min_windows=50, retrain_args=("--quick",))
+    s = s.model_copy(update={"model_name": "wm-monitor-loop"})
+    tiny = {"conv_filters": [4], "kernel_size": 3, "pool_size": 4, "lstm_units": 4,
+            "dense_units": 8, "epochs": 1, "batch_size": 64, "patience": 1}  # fmt: skip
+    cfg = ModelConfig.from_dict({**ModelConfig().to_dict(), **tiny})
+    res = train(s, TrainOptions(config=cfg, train_hop=100, max_windows_per_subject=60))
+    assert registry.alias_version(s) == res.version
+    mon = Monitor(s, redis_client, MonitorMetrics())
+    _push(redis_client, _live(seglearn, "10", 100, gain=1.5), "dev-x", 5_000_000, res.version)
+    out = mon.check_once()
+    assert [t.to_state for t in out.transitions] == [DRIFT, RETRAINING], describe(out)
+    assert mon.proc is not None
+    deadline = time.monotonic() + 300
+    while mon.proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.5)
+    st = mon.poll_retraining()
+    assert st is not None and st.state.state == COOLDOWN
+    reason = st.transitions[0].reason
+    assert reason.startswith("retraining refused: no labelled new data"), reason
+    tid = out.transitions[0].trigger_id
+    h = {k.decode(): v.decode() for k, v in redis_client.hgetall(keys.retrain_key(tid)).items()}
+    assert h["status"] == "refused"
+    logfile = tmp_path / "data" / "monitor" / "retrain" / f"{tid}.log"
+    assert "refused" in logfile.read_text()

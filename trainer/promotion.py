@@ -84,21 +84,20 @@ def new_trigger_id(kind: str = "manual") -> str:
     return f"{kind}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{uuid.uuid4().hex[:6]}"
 
 
-def predicted_labels(settings: Settings, version: str, x: np.ndarray) -> list[str]:
+def _score(settings: Settings, version: str, holdouts: Mapping[str, Holdout | None]) -> Any:
+    """label_metrics of ``version`` on each held-out set (None for an empty one); the model
+    is loaded once and predicts in batches."""
     from trainer.serving import load_version
 
-    model = load_version(settings, version)
-    labels, _ = model.predict(x)
-    return list(labels)
-
-
-def _score(settings: Settings, version: str, holdouts: Mapping[str, Holdout | None]) -> Any:
+    model = None
     out: dict[str, dict[str, float] | None] = {}
     for name, h in holdouts.items():
         if h is None or len(h) == 0:
             out[name] = None
             continue
-        out[name] = label_metrics(h.labels, predicted_labels(settings, version, h.x))
+        model = model or load_version(settings, version)
+        predicted, _ = model.predict(h.x)
+        out[name] = label_metrics(h.labels, predicted)
     return out
 
 

@@ -96,6 +96,8 @@ def test_retrain_from_incoming_recording_records_lineage(
     assert any(t.startswith("new:") for t in meta["split"]["train"])
     profile = registry.read_reference_profile(s, "2")
     assert profile is not None and "subject" in profile.columns
+    cal = registry.read_calibration(s, "2")
+    assert isinstance(cal, dict) and cal  # calibrated on the challenger's training subjects
 
 
 def test_cli_exit_codes_for_refused_and_failed(

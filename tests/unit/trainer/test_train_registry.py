@@ -25,6 +25,10 @@ def test_train_register_load_by_alias_same_predictions(
     assert not set(res.split.train) & set(res.split.test)
     assert res.metrics and 0.0 <= res.metrics["accuracy"] <= 1.0
     assert champion_version(settings) == "1"  # the first version becomes champion
+    from trainer.promotion import read_decisions
+
+    first = read_decisions(settings, "1")[0]  # ... through trainer.promotion, recorded
+    assert first["decision"] == "initial" and first["reason"] == "first version: no champion yet"
 
     served = load_alias(settings, "champion")
     assert served.version == "1" and served.window == 200
@@ -36,6 +40,9 @@ def test_train_register_load_by_alias_same_predictions(
 
     profile = registry.read_reference_profile(settings, "1")
     assert profile is not None and len(profile) > 0 and "Ax_mean" in profile.columns
+    assert set(profile["subject"]) == set(res.split.train)
+    # one training subject: too few to calibrate drift thresholds on; none stored
+    assert registry.read_calibration(settings, "1") is None
 
     rng = np.random.default_rng(1)
     x = (rng.normal(size=(5, 200, 6)) * [3, 3, 3, 40, 40, 40]).astype(np.float32)

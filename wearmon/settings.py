@@ -202,8 +202,9 @@ class StreamSettings(_Frozen):
     inference_backend: Literal["auto", "tf", "onnx", "openvino", "onnx-int8", "openvino-bf16"] = (
         "auto"
     )
-    #: Threads of an exported backend's runtime; 0 = the runtime's default (all cores).
-    inference_threads: int = Field(default=0, ge=0)
+    #: Threads of an exported backend's runtime: 1 (measured: one core per worker process,
+    #: scale with ``workers``); 0 = the runtime's default (all cores, spinning between ops).
+    inference_threads: int = Field(default=1, ge=0)
     model_poll_s: float = Field(default=5.0, gt=0)
     workers: int = Field(default=1, ge=1)
     #: Faust application id = Kafka consumer group of ``wearmon process`` workers.

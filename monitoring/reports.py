@@ -1,9 +1,11 @@
 """Evidently snapshot (JSON) and HTML report of a check, bounded on disk.
 
-The report holds one ``ValueDrift`` per feature with the check's stat test
-(monitoring.drift.FEATURE_METHODS) and the calibrated threshold of that feature, and a
-``DriftedColumnsCount`` over all features, so its drift flags are the check's own. Written for
-every check that changes the policy state; the newest ``keep`` pairs are kept.
+The report is Evidently's ``DataDriftPreset`` with the check's stat test per feature
+(monitoring.drift.FEATURE_METHODS) and each feature's calibrated threshold: a
+``DriftedColumnsCount``, the drift table and one ``ValueDrift`` per feature, so its per-feature
+flags are the check's own. (Its "dataset drift" headline is Evidently's share rule; the
+monitor's decision, the calibrated score, is in ``drift:latest`` and the check's log line.)
+Written for every check that changes the policy state; the newest ``keep`` pairs are kept.
 """
 
 from __future__ import annotations
@@ -32,19 +34,18 @@ def build_report(ref: Reference, batch: LiveBatch, max_live: int = 2_000) -> Any
     """Run the Evidently report of a check; returns the snapshot."""
     import pandas as pd
     from evidently import DataDefinition, Dataset, Report
-    from evidently.metrics import DriftedColumnsCount, ValueDrift
+    from evidently.presets import DataDriftPreset
 
     thr = {n: float(v) for n, v in ref.calibration["thresholds"]["features"].items()}
-    metrics: list[Any] = [
-        ValueDrift(column=n, method=FEATURE_METHODS[n], threshold=thr[n]) for n in FEATURE_NAMES
-    ]
-    metrics.append(
-        DriftedColumnsCount(
-            columns=FEATURE_NAMES,
+    # Evidently's drift preset with the check's own test and calibrated threshold per
+    # feature: the drifted-columns count, the drift table, one ValueDrift per feature
+    metrics = [
+        DataDriftPreset(
+            columns=list(FEATURE_NAMES),
             per_column_method=dict(FEATURE_METHODS),
             per_column_threshold=thr,
         )
-    )
+    ]
     rx = ref.features
     if len(rx) > REPORT_REF_ROWS:
         rx = rx[np.random.default_rng(0).choice(len(rx), REPORT_REF_ROWS, replace=False)]

@@ -5,7 +5,6 @@ windows do not alarm, a gain of x1.5 and an axis swap do."""
 from __future__ import annotations
 
 import json
-import warnings
 from typing import Any
 
 import numpy as np
@@ -13,31 +12,9 @@ import pytest
 
 from monitoring.calibration import calibrate, validate
 from monitoring.drift import LiveBatch, Reference, build_reference, check
+from tests.unit.monitoring.conftest import LIVE
 from wearmon.errors import MonitorError
 from wearmon.signals.features import FEATURE_NAMES, features_frame, window_features
-
-LIVE = ("9", "10")
-
-
-@pytest.fixture(scope="module")
-def data() -> Any:
-    from trainer.datasets import load_dataset
-
-    ds = load_dataset("seglearn")
-    order = np.lexsort((ds.start_ms, ds.recording))
-    return ds.x[order], ds.groups[order].astype(str), [ds.classes[i] for i in ds.y[order]]
-
-
-@pytest.fixture(scope="module")
-def reference(data: Any) -> tuple[Reference, dict[str, Any]]:
-    x, groups, labels = data
-    train = ~np.isin(groups, LIVE)
-    profile = features_frame(x[train])
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        cal = calibrate(profile, groups[train])
-    counts = {c: labels.count(c) for c in set(labels)}
-    return build_reference(profile, version="7", calibration=cal, class_counts=counts), cal
 
 
 def _batches(data: Any, drift: str) -> list[LiveBatch]:

@@ -50,9 +50,10 @@ SERVING_DIR = "serving"
 ONNX_FILE = "model.onnx"
 INT8_FILE = "model.int8.onnx"
 STAMP_FILE = "export.json"
-#: ONNX Runtime's throughput per core is best at small batches (cache-resident states):
-#: larger batches are run in chunks of this size.
-ORT_CHUNK = 32
+#: ONNX Runtime's throughput per core is best at small batches (measured with the thesis
+#: model on one core: chunks of 8 give 0.97-1.02x the XLA tf.function at batch 32-128, chunks
+#: of 32 0.88-0.93x; docs/inference.md): larger batches are run in chunks of this size.
+ORT_CHUNK = 8
 
 
 @dataclass(frozen=True)

@@ -5,17 +5,20 @@ state over time, check duration, and the last decision with its reason (``wearmo
 from __future__ import annotations
 
 from grafana_foundation_sdk.builders import dashboard
+from grafana_foundation_sdk.models import dashboard as dm
 
 from monitoring.dashboards.common import (
     Q,
     RedisQuery,
     bars,
+    keep_fields,
     new_dashboard,
     redis_table,
     redis_variable,
     row,
     single,
     states,
+    to_types,
     ts,
 )
 
@@ -84,7 +87,7 @@ def _now(d: dashboard.Dashboard) -> dashboard.Dashboard:
                 "Checks with drift (1 h)",
                 "Checks that found drift in the last hour.",
                 "none",
-                [Q(f'sum(increase({M}checks_total{{result="drift"}}[1h]))')],
+                [Q(f'sum(increase({M}checks_total{{result="drift"}}[1h])) or vector(0)')],
                 decimals=0,
             )
         )
@@ -162,9 +165,25 @@ def _decisions(d: dashboard.Dashboard) -> dashboard.Dashboard:
         .with_panel(
             redis_table(
                 "Last check",
-                "The latest drift check as the monitor stored it (Redis hash).",
+                "The latest drift check as the monitor stored it (Redis hash): when, the "
+                "policy state, the verdict, score (1 = threshold), share of features over "
+                "threshold, windows and devices, the model, the top features.",
                 "none",
                 RedisQuery("hgetall", latest),
+            )
+            .with_transformation(to_types(ts_ms="time"))
+            .with_transformation(
+                keep_fields(
+                    "ts_ms",
+                    "state",
+                    "drifted",
+                    "score",
+                    "share",
+                    "n_windows",
+                    "drifted_devices",
+                    "model_version",
+                    "top",
+                )
             )
         )
         .with_panel(
@@ -185,6 +204,15 @@ def build() -> dashboard.Dashboard:
         "wearmon / Drift",
         "Drift of the live windows against the champion's reference, and the retraining policy.",
     ).with_variable(redis_variable())
+    d = d.annotation(
+        dashboard.AnnotationQuery()
+        .name("Policy transitions")
+        .datasource(dm.DataSourceRef(type_val="grafana", uid="-- Grafana --"))
+        .enable(True)
+        .icon_color("orange")
+        .built_in(0)
+        .target(dashboard.AnnotationTarget().type("tags").tags(["drift"]).limit(100))
+    )
     for part in (_now, _history, _decisions):
         d = part(d)
     return d

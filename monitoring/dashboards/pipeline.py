@@ -270,12 +270,70 @@ def _kafka_and_reliability(d: dashboard.Dashboard) -> dashboard.Dashboard:
     )
 
 
+def _recovery(d: dashboard.Dashboard) -> dashboard.Dashboard:
+    return (
+        d.with_row(row("Failures and recovery"))
+        .with_panel(
+            ts(
+                "Batch failures and isolated windows",
+                "Failed batch attempts per minute (inference, Kafka or Redis; retried with "
+                "backoff), windows dead-lettered because their batch failed deterministically, "
+                "and dead letters that could not be delivered.",
+                "none",
+                [
+                    Q(
+                        f"sum by (kind) (increase({S}batch_failures_total[1m])) "
+                        'or label_replace(vector(0), "kind", "none", "", "")',
+                        "failed batches {{kind}}",
+                    ),
+                    Q(f"sum(increase({S}isolated_windows_total[1m]))", "isolated windows"),
+                    Q(
+                        f"sum(increase({S}deadletters_undelivered_total[1m]))",
+                        "undelivered dead letters",
+                    ),
+                ],
+                span=8,
+            )
+        )
+        .with_panel(
+            ts(
+                "Back-pressure",
+                "Workers that stopped taking sample messages because too many windows wait "
+                "for inference (1 per paused worker).",
+                "none",
+                [Q(f"sum({S}backpressure)", "paused workers")],
+                span=8,
+            )
+        )
+        .with_panel(
+            ts(
+                "Replays, seeks and evictions",
+                "Per minute: windows already in Redis (a replay after a crash or rebalance), "
+                "partitions sought back to their checkpoint, idle devices evicted from memory "
+                "and device states retired from the checkpoint.",
+                "none",
+                [
+                    Q(
+                        f"sum(increase({S}duplicate_windows_suppressed_total[1m]))",
+                        "duplicate windows",
+                    ),
+                    Q(f"sum(increase({S}checkpoint_seeks_total[1m]))", "checkpoint seeks"),
+                    Q(f"sum(increase({S}devices_evicted_total[1m]))", "devices evicted"),
+                    Q(f"sum(increase({S}devices_retired_total[1m]))", "devices retired"),
+                ],
+                span=8,
+            )
+        )
+    )
+
+
 def build() -> dashboard.Dashboard:
     d = new_dashboard(
         UID,
         "wearmon / Pipeline",
         "Throughput, end-to-end latency, inference, Kafka lag and reliability of the stream.",
     )
-    for part in (_overview, _throughput, _latency, _inference, _kafka_and_reliability):
+    parts = (_overview, _throughput, _latency, _inference, _kafka_and_reliability, _recovery)
+    for part in parts:
         d = part(d)
     return d

@@ -12,9 +12,8 @@ UID = "wearmon-predictions"
 R = "[$__rate_interval]"
 S = "wearmon_stream_"
 M = "wearmon_monitor_"
-#: tags of the annotations the monitor posts to Grafana (retraining started/finished,
-#: promotion); the dashboard shows the annotations of this tag
-ANNOTATION_TAG = "wearmon-model"
+#: tags of the monitor's Grafana annotations (one per policy transition, tagged with the
+#: state entered): into "retraining" (started) and "cooldown" (finished, with the result)
 
 
 def _classes(d: dashboard.Dashboard) -> dashboard.Dashboard:
@@ -139,7 +138,7 @@ def build() -> dashboard.Dashboard:
         .target(
             dashboard.AnnotationTarget()
             .type("tags")
-            .tags([ANNOTATION_TAG])
+            .tags(["retraining", "cooldown"])
             .limit(100)
             .match_any(True)
         )

@@ -50,7 +50,7 @@ def collect(
             for name in t["options"].get("indexByName", {})
         ]
         views[p["title"]] = PanelView(
-            p["title"], p["type"], defaults.get("unit", ""), defaults.get("decimals"), keep
+            p["title"], p["type"], defaults.get("unit", ""), _int(defaults.get("decimals")), keep
         )
     for q in queries(name, dash):
         v = views[q.panel]
@@ -62,11 +62,20 @@ def collect(
     return list(views.values())
 
 
-def fmt(value: float, unit: str) -> str:
+def _int(v: Any) -> int | None:
+    return None if v is None else int(v)
+
+
+def fmt(value: float, unit: str, decimals: int | None = None) -> str:
+    """A value as Grafana shows it in ``unit`` (decimals apply to the shown number)."""
+    if decimals is not None and unit not in ("s", "percentunit", "dateTimeFromNow"):
+        return f"{value:.{decimals}f}"
     if unit == "s":
+        if decimals is not None:
+            return f"{value:.{decimals}f} s"
         return f"{value * 1000:.0f} ms" if abs(value) < 1 else f"{value:.2f} s"
     if unit == "percentunit":
-        return f"{value * 100:.1f} %"
+        return f"{value * 100:.{1 if decimals is None else decimals}f} %"
     if unit in ("wps", "ops"):
         return f"{value:.1f}/s"
     if unit == "m":
@@ -123,8 +132,7 @@ def _draw_stat(ax: Any, v: PanelView) -> None:
     for r in v.results:
         for s in r.series:
             if s.v:
-                last = s.v[-1] if v.decimals is None else round(s.v[-1], v.decimals)
-                text = fmt(last, v.unit)
+                text = fmt(s.v[-1], v.unit, v.decimals)
                 break
         for row in r.rows:
             text = _stat_of_row(row, v.unit)

@@ -14,6 +14,7 @@ from typing import Any
 from monitoring.dashboards.generate import builders, dashboard_json
 from monitoring.dashboards.live import Prometheus, Result, Series, Window, run_redis
 from monitoring.dashboards.queries import metric_names, panels, queries
+from wearmon.errors import DashboardQueryError
 
 log = logging.getLogger(__name__)
 COLS = 3
@@ -293,9 +294,9 @@ def render_all(
     client = redis_client or redis.Redis.from_url(
         settings.redis.url, **settings.redis.client_kwargs()
     )
-    variables = {"participant": participant or _a_participant(client)}
     report: dict[str, list[PanelView]] = {}
     try:
+        variables = {"participant": participant or _a_participant(client)}
         for name in builders():
             views = collect(name, prom, client, window, variables)
             title = str(dashboard_json(name)["title"])
@@ -303,6 +304,12 @@ def render_all(
                 title += f"  (participant {variables['participant']})"
             draw(title, views, out_dir / f"{name}.png")
             report[name] = views
+    except redis.RedisError as exc:
+        from wearmon.redact import redact
+
+        raise DashboardQueryError(
+            f"Redis at {redact(settings.redis.url)} unavailable for the dashboards: {exc}"
+        ) from None
     finally:
         if redis_client is None:
             client.close()

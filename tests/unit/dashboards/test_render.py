@@ -1,0 +1,46 @@
+"""The renderer's pure parts, and its one-line error when nothing is there to read."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from monitoring.dashboards.render import _row_spans, fmt
+from wearmon.stack import free_port
+
+
+def test_values_as_grafana_shows_them() -> None:
+    assert fmt(0.19, "s") == "190 ms"
+    assert fmt(2.5, "s") == "2.50 s"
+    assert fmt(0.1, "percentunit", 0) == "10 %"
+    assert fmt(1.09, "none", 0) == "1"
+    assert fmt(3.25, "wps") == "3.2/s"
+
+
+def test_spans_of_episodes_and_windows() -> None:
+    episodes = [{"start_ms": "1000", "end_ms": "9000", "activity": "sit"}]
+    assert _row_spans(episodes) == [(1.0, 9.0, "sit")]
+    windows = [
+        {"window_start_ms": "0", "window_end_ms": "4000", "label": "a"},
+        {"window_start_ms": "2000", "label": "b"},
+    ]
+    assert _row_spans(windows) == [(0.0, 4.0, "a"), (2.0, 4.0, "b")]
+
+
+def test_render_without_a_stack_is_one_line_error(tmp_path) -> None:
+    env = dict(
+        os.environ,
+        WEARMON_DATA_DIR=str(tmp_path),
+        WEARMON_PORTS__PROMETHEUS=str(free_port()),
+        WEARMON_PORTS__REDIS=str(free_port()),
+    )
+    out = subprocess.run(
+        [sys.executable, "-m", "wearmon.cli.main", "dashboards", "render"],
+        env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert out.returncode == 1
+    lines = out.stderr.strip().splitlines()
+    assert lines[-1].startswith("error: ")
+    assert "unavailable" in lines[-1] or "unreachable" in lines[-1]
+    assert "Traceback" not in out.stderr

@@ -230,7 +230,10 @@ def retrain_cmd(
     trigger_id: str = typer.Option(..., "--trigger-id", help="Id of the drift trigger."),
     quick: bool = typer.Option(False, "--quick", help="A few epochs (tests, backtests)."),
     init_from: str = typer.Option(
-        None, "--init-from", help="champion (fine-tune) | none (from scratch); default: setting."
+        None,
+        "--init-from",
+        help="champion (fine-tune) | none (from scratch) | auto (default: fine-tune when "
+        "--quick, else from scratch; lifecycle.init_from)",
     ),
 ) -> None:
     """Train a challenger from the training pool and gate it (trainer/retrain.py); writes
@@ -238,8 +241,8 @@ def retrain_cmd(
     from trainer.retrain import retrain
 
     settings = settings_of(ctx)
-    if init_from not in (None, "champion", "none"):
-        raise typer.BadParameter("--init-from must be champion or none")
+    if init_from not in (None, "auto", "champion", "none"):
+        raise typer.BadParameter("--init-from must be auto, champion or none")
     out = retrain(settings, trigger_id, quick=quick, init_from=init_from)
     typer.echo(
         f"retraining {trigger_id}: {out.status}: {out.reason}"

@@ -143,7 +143,14 @@ def train_cmd(
         )
     typer.echo(f"run {res.run_id}  {res.seconds:.0f} s")
     if res.version:
-        typer.echo(f"registered {settings.model_name} version {res.version}")
+        from trainer.registry import CHAMPION, alias_version
+
+        role = (
+            "the champion (there was none)"
+            if alias_version(settings, CHAMPION) == res.version
+            else f"the challenger: gate it with `wearmon model promote {res.version}`"
+        )
+        typer.echo(f"registered {settings.model_name} version {res.version}, {role}")
     if res.report_dir:
         typer.echo(f"report: {res.report_dir}")
 

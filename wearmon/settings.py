@@ -251,8 +251,10 @@ class LifecycleSettings(_Frozen):
     incoming_dir: Path | None = None
     #: Base data set of the pool (a trainer.datasets source spec).
     base_data: str = "seglearn"
-    #: Retraining starts from the champion's weights ("champion") or from scratch ("none").
-    init_from: Literal["champion", "none"] = "champion"
+    #: Retraining starts from the champion's weights ("champion"), from scratch ("none"), or
+    #: "auto": fine-tuning for a --quick retraining, from scratch for a full one (measured:
+    #: docs/training.md, "Retraining").
+    init_from: Literal["auto", "champion", "none"] = "auto"
     #: Recipe of a retraining (trainer.train.PRESETS); ``--quick`` uses a few epochs.
     preset: str = "default"
     quick_epochs: int = Field(default=3, ge=1)

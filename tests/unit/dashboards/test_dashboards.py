@@ -15,56 +15,19 @@ from monitoring.dashboards.queries import (
     queries,
     variables_used,
 )
+from monitoring.metrics import MonitorMetrics
 from producers.metrics import ReplayMetrics
 from stream_processor.metrics import StreamMetrics
 
 ROOT = Path(__file__).resolve().parents[3]
 FOLDER = ROOT / "deploy" / "grafana" / "dashboards"
 
-#: the monitor's metrics as agreed for `wearmon monitor` (checked against its registry
-#: where monitoring.metrics exists)
-MONITOR_METRICS = {
-    "wearmon_monitor_checks_total",
-    "wearmon_monitor_check_seconds_bucket",
-    "wearmon_monitor_check_seconds_sum",
-    "wearmon_monitor_check_seconds_count",
-    "wearmon_monitor_drift_score",
-    "wearmon_monitor_drift_share",
-    "wearmon_monitor_drifted_devices",
-    "wearmon_monitor_feature_drift",
-    "wearmon_monitor_prediction_drift",
-    "wearmon_monitor_data_quality",
-    "wearmon_monitor_policy_state",
-    "wearmon_monitor_policy_transitions_total",
-    "wearmon_monitor_retrainings_total",
-    "wearmon_monitor_windows_checked",
-    "wearmon_monitor_last_check_timestamp_seconds",
-    "wearmon_monitor_champion_info",
-}
-
 
 def known_metrics() -> set[str]:
-    names = exposed_names(StreamMetrics().registry) | exposed_names(ReplayMetrics().registry)
-    names |= {"up"}
-    try:
-        from monitoring import metrics as monitor_metrics  # built by the drift monitor
-    except ImportError:
-        return names | MONITOR_METRICS
-    registry = _monitor_registry(monitor_metrics)
-    return names | (exposed_names(registry) if registry is not None else MONITOR_METRICS)
-
-
-def _monitor_registry(module: object) -> object | None:
-    for value in vars(module).values():
-        if isinstance(value, type) and value.__module__ == module.__name__:  # type: ignore[attr-defined]
-            try:
-                inst = value()
-            except TypeError:
-                continue
-            reg = getattr(inst, "registry", None)
-            if reg is not None:
-                return reg
-    return None
+    """Every series name the code exports: the stream worker's, the replay's, the monitor's
+    registries, and Prometheus' own ``up``."""
+    registries = (StreamMetrics().registry, ReplayMetrics().registry, MonitorMetrics().registry)
+    return set().union(*(exposed_names(r) for r in registries)) | {"up"}
 
 
 def test_committed_json_equals_generated() -> None:

@@ -441,8 +441,18 @@ class Processor:
             inference_s = time.perf_counter() - t0
             self._send(preds)
             job.sent, job.features = preds, feats
-        outcome = self.sink.write(job.sent, job.features, job.checkpoints)
+        outcome = self.sink.write(
+            job.sent, job.features, job.checkpoints, raw=self._raw(job.windows)
+        )
         return JobResult(job.sent, outcome, inference_s, self.clock())
+
+    def _raw(self, windows: Sequence[PendingWindow]) -> list[bytes] | None:
+        """The raw windows as kept for retraining (``stream.raw_windows``), None when off."""
+        if not windows or self.settings.stream.raw_windows == "off":
+            return None
+        from wearmon.signals.raw import encode_raw_windows
+
+        return encode_raw_windows(np.stack([w.x for w in windows]))
 
     def _classify(
         self, windows: Sequence[PendingWindow], model: Any
@@ -502,7 +512,7 @@ class Processor:
             else:
                 preds, feats = self._classify([job.windows[i] for i in idx], job.model)
                 self._send(preds)
-            out = self.sink.write(preds, feats)
+            out = self.sink.write(preds, feats, raw=self._raw([job.windows[i] for i in idx]))
             for i, p, new in zip(idx, preds, out.new, strict=True):
                 written[i] = (p, new, [])
             if out.scored:

@@ -11,7 +11,12 @@ Key layout (``device`` is the pseudonymous device id):
                             ``MAXLEN ~ features_maxlen``; ``feat:names`` holds the names
 - ``label:seg:{device}``    sorted set of ground-truth segments (score: end_ms)
 - ``acc:live``              hash ``{version}:total`` / ``{version}:correct``
-- ``acc:scored:{device}``   hash of window starts already scored (so each counts once)
+- ``acc:scored:{device}``   hash: window start -> 1 (prediction right) or 0 (wrong), each
+                            window scored once (TTL: history_ttl_s)
+- ``win:raw:{device}``      stream of the raw windows classified (``raw_windows``: all devices,
+                            only those with ground truth (``labelled``), or none); entry id
+                            ``{window_start_ms}-0``, field ``x`` (wearmon.signals.raw);
+                            ``MAXLEN ~ raw_maxlen``; TTL: history_ttl_s
 - ``ckpt:{app}:{topic}@{topic_id}:{partition}``  hash: ``__offset__`` plus one windower state
                             per device in field ``d:{device}`` (a device id can never collide
                             with ``__offset__``); the topic id (Kafka's) tells a recreated
@@ -63,6 +68,13 @@ def scored_key(device: str) -> str:
     return f"acc:scored:{device}"
 
 
+def raw_windows_key(device: str) -> str:
+    """Stream of the raw windows the worker classified for a device (entry id
+    ``{window_start_ms}-0``, field ``x``: wearmon.signals.raw bytes), read by the retraining
+    pool (trainer.pool) together with the device's ground truth."""
+    return f"win:raw:{device}"
+
+
 def checkpoint_key(app_id: str, topic: str, partition: int, topic_id: str | None = None) -> str:
     """The checkpoint hash of a partition; ``topic_id`` None: the key of checkpoints written
     before topic ids (read once for backward compatibility, never written)."""
@@ -93,24 +105,24 @@ local function score(kseg, ksc, kacc, ws, wms, purity, ttl, plabel, version)
     end
   end
   if bestlab == nil or best < purity * wms then return nil end
-  redis.call('HSET', ksc, tostring(ws), 1)
+  local ok = 0
+  if bestlab == plabel then ok = 1 end
+  redis.call('HSET', ksc, tostring(ws), ok)
   redis.call('EXPIRE', ksc, ttl)
   redis.call('HINCRBY', kacc, version .. ':total', 1)
-  if bestlab == plabel then
-    redis.call('HINCRBY', kacc, version .. ':correct', 1)
-    return 1
-  end
-  return 0
+  if ok == 1 then redis.call('HINCRBY', kacc, version .. ':correct', 1) end
+  return ok
 end
 """
 
 # One call per batch: predictions, their features, the live-accuracy join, then the
 # checkpoints, so a checkpoint is written only if every prediction it covers was (a script
 # that fails stops there: the checkpoints come last).
-# KEYS: feat, acc, then per prediction hist, latest, labels, scored, then per checkpoint its
-# hash. ARGV: hist_maxlen, ttl_s, feat_maxlen, purity, n_predictions, n_checkpoints, then per
-# prediction PRED_ARGS values: device, window_start, window_end, label, confidence, probs,
-# model_version, processed_ms, latency_ms, features_json ('' = none); then per checkpoint:
+# KEYS: feat, acc, then per prediction hist, latest, labels, scored, raw, then per checkpoint
+# its hash. ARGV: hist_maxlen, ttl_s, feat_maxlen, purity, n_predictions, n_checkpoints,
+# raw_mode ('all' | 'labelled' | 'off'), raw_maxlen, then per prediction PRED_ARGS values:
+# device, window_start, window_end, label, confidence, probs, model_version, processed_ms,
+# latency_ms, features_json ('' = none), raw window bytes ('' = none); then per checkpoint:
 # offset, ttl_s, n_states, n_retired, n_states field/state pairs, n_retired fields to delete.
 # A checkpoint only ever moves forward (a zombie worker that lost its partition cannot
 # overwrite a newer one). Returns one code per prediction: -1 duplicate, 1 written,
@@ -123,11 +135,13 @@ local names = {'device', 'window_start_ms', 'window_end_ms', 'label', 'confidenc
 local hmax, ttl, fmax = ARGV[1], ARGV[2], ARGV[3]
 local purity = tonumber(ARGV[4])
 local n, nc = tonumber(ARGV[5]), tonumber(ARGV[6])
+local rawmode, rawmax = ARGV[7], ARGV[8]
 local out = {}
 local fed = false
 for i = 0, n - 1 do
-  local kh, kl, kseg, ksc = KEYS[3 + 4 * i], KEYS[4 + 4 * i], KEYS[5 + 4 * i], KEYS[6 + 4 * i]
-  local b = 7 + 10 * i
+  local kh, kl, kseg, ksc = KEYS[3 + 5 * i], KEYS[4 + 5 * i], KEYS[5 + 5 * i], KEYS[6 + 5 * i]
+  local kraw = KEYS[7 + 5 * i]
+  local b = 9 + 11 * i
   local wss = ARGV[b + 1]
   local ws = tonumber(wss)
   local code = 1
@@ -152,6 +166,12 @@ for i = 0, n - 1 do
                  'f', ARGV[b + 9])
       fed = true
     end
+    -- the raw window, for retraining on labels (all devices, or those with ground truth)
+    if ARGV[b + 10] ~= '' and (rawmode == 'all' or
+                               (rawmode == 'labelled' and redis.call('EXISTS', kseg) == 1)) then
+      redis.call('XADD', kraw, 'MAXLEN', '~', rawmax, wss .. '-0', 'x', ARGV[b + 10])
+      redis.call('EXPIRE', kraw, ttl)
+    end
     -- join with ground truth already present
     local ok = score(kseg, ksc, KEYS[2], ws, tonumber(ARGV[b + 2]) - ws, purity, ttl, label,
                      version)
@@ -163,9 +183,9 @@ for i = 0, n - 1 do
   out[#out + 1] = code
 end
 if fed then redis.call('EXPIRE', KEYS[1], ttl) end
-local a = 7 + 10 * n
+local a = 9 + 11 * n
 for k = 1, nc do
-  local key = KEYS[2 + 4 * n + k]
+  local key = KEYS[2 + 5 * n + k]
   local off, cttl = ARGV[a], ARGV[a + 1]
   local ns, nr = tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3])
   a = a + 4
@@ -191,7 +211,7 @@ end
 return out
 """
 )
-PRED_ARGS = 10
+PRED_ARGS = 11
 
 # KEYS: labels, hist, scored, acc
 # ARGV: start, end, label, ttl_s, purity, window_ms
@@ -286,7 +306,13 @@ class RedisSink:
         features_maxlen: int,
         purity: float = 0.8,
         checkpoint_ttl_s: int = 30 * 24 * 3600,
+        raw_windows: str = "labelled",
+        raw_maxlen: int = 1800,
     ) -> None:
+        if raw_windows not in ("all", "labelled", "off"):
+            raise ValueError(f"raw_windows must be all, labelled or off, not {raw_windows!r}")
+        self.raw_windows = raw_windows
+        self.raw_maxlen = raw_maxlen
         self.client = client
         self.history_maxlen = history_maxlen
         self.ttl_s = ttl_s
@@ -316,6 +342,8 @@ class RedisSink:
             features_maxlen=r.features_maxlen,
             purity=settings.signal.label_purity,
             checkpoint_ttl_s=s.checkpoint_ttl_s,
+            raw_windows=s.raw_windows,
+            raw_maxlen=r.raw_windows_maxlen,
         )
 
     def _ensure_feature_names(self) -> None:
@@ -331,8 +359,11 @@ class RedisSink:
         predictions: Sequence[Prediction],
         features: np.ndarray | None = None,
         checkpoints: Sequence[Checkpoint] = (),
+        raw: Sequence[bytes] | None = None,
     ) -> WriteOutcome:
-        """Write predictions (and their features), then the checkpoints, in one script."""
+        """Write predictions (their features and raw windows), then the checkpoints, in one
+        script. ``raw``: one wearmon.signals.raw value per prediction (kept per
+        ``raw_windows``)."""
         if not predictions and not checkpoints:
             return WriteOutcome(new=[], scored=[])
         if features is not None:
@@ -345,16 +376,23 @@ class RedisSink:
             self.purity,
             len(predictions),
             len(checkpoints),
+            self.raw_windows,
+            self.raw_maxlen,
         ]
         feats: list[str] = [""] * len(predictions)
         if features is not None and predictions:
             rounded = np.round(np.asarray(features, dtype=np.float64), 6).tolist()
             feats = [json.dumps(r) for r in rounded]
-        for p, f in zip(predictions, feats, strict=True):
+        raws: Sequence[bytes | str] = [""] * len(predictions)
+        if raw is not None and self.raw_windows != "off":
+            raws = raw
+        for p, f, x in zip(predictions, feats, raws, strict=True):
             d = p.device
-            keys += [history_key(d), latest_key(d), labels_key(d), scored_key(d)]
+            keys += [
+                history_key(d), latest_key(d), labels_key(d), scored_key(d), raw_windows_key(d)
+            ]  # fmt: skip
             args += prediction_values(p)
-            args.append(f)
+            args += [f, x]
         for c in checkpoints:
             keys.append(c.key)
             args += [c.offset, self.checkpoint_ttl_s, len(c.states), len(c.retired)]

@@ -34,22 +34,18 @@ from typing import Any
 
 import numpy as np
 
+from stream_processor.sinks import raw_windows_key
 from trainer.datasets import WindowDataset, load_recordings, window_dataset
 from wearmon.errors import BadRecordingError, WearmonError
 from wearmon.settings import Settings, SignalSettings
-from wearmon.signals.types import CHANNELS, GRID_MS, LabelSpan, Recording
+from wearmon.signals.raw import decode_raw_window
+from wearmon.signals.types import GRID_MS, LabelSpan, Recording
 
 log = logging.getLogger(__name__)
 
 NEW_PREFIX = "new:"
-RAW_DTYPE = np.dtype("<f2")
 _RECORDING_SUFFIXES = (".csv", ".xlsx", ".xls")
 _GARMIN_MARKERS = ("-accelerometer_data", "-gyroscope_data", "-labels")
-
-
-def raw_windows_key(device: str) -> str:
-    """Redis stream of the raw windows the worker saw for a device (see the module doc)."""
-    return f"win:raw:{device}"
 
 
 def incoming_dir(settings: Settings) -> Path:
@@ -149,18 +145,6 @@ def label_windows(
         best = max(cover.items(), key=lambda kv: kv[1], default=None)
         out.append(best[0] if best is not None and best[1] >= purity * window_ms else None)
     return out
-
-
-def decode_raw_window(raw: bytes, window: int) -> np.ndarray:
-    x = np.frombuffer(raw, dtype=RAW_DTYPE)
-    if x.size != window * len(CHANNELS):
-        raise ValueError(f"{x.size} values, expected {window} x {len(CHANNELS)}")
-    return x.reshape(window, len(CHANNELS)).astype(np.float32)
-
-
-def encode_raw_window(x: np.ndarray) -> bytes:
-    """The worker's side of the format (and the tests'): float16, little-endian."""
-    return np.ascontiguousarray(np.asarray(x, dtype=np.float32).astype(RAW_DTYPE)).tobytes()
 
 
 # --- incoming folder ------------------------------------------------------------------------

@@ -105,6 +105,9 @@ class RedisSettings(_Frozen):
     history_maxlen: int = Field(default=10_000, ge=1)
     history_ttl_s: int = Field(default=7 * 24 * 3600, ge=1)
     features_maxlen: int = Field(default=50_000, ge=1)
+    #: raw windows kept per device (``win:raw:{device}``, 2.4 KB each) for retraining on
+    #: ground truth: 1,800 = the last hour of a device
+    raw_windows_maxlen: int = Field(default=1_800, ge=1)
     #: ``maxmemory`` of the local stack's Redis (policy noeviction: a full Redis refuses
     #: writes, the worker retries them, and no checkpoint is ever evicted; docs/stream.md).
     maxmemory: str = "1gb"
@@ -185,6 +188,9 @@ class SignalSettings(_Frozen):
 
 
 class StreamSettings(_Frozen):
+    #: which devices' raw windows are kept in Redis for retraining (``win:raw:{device}``):
+    #: "labelled" (devices with ground truth stored: labels came for them), "all", "off"
+    raw_windows: Literal["labelled", "all", "off"] = "labelled"
     #: 64 (was 256): inference is serial, so a big batch is also the wait of the windows
     #: behind it; measured at 375-500 devices, p99 end-to-end <= 0.5-1 s vs 1-3 s with 256
     batch_max: int = Field(default=64, ge=1)

@@ -14,14 +14,25 @@ import numpy as np
 import pytest
 
 from monitoring.keys import RETRAIN_TTL_S
+from stream_processor.sinks import raw_windows_key
 from trainer import pool as P
 from trainer import promotion, registry
 from trainer.model import ModelConfig
 from trainer.retrain import retrain, retrain_key
 from trainer.train import TrainOptions, train
 from wearmon.settings import Settings
+from wearmon.signals.raw import encode_raw_window
 
 pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(autouse=True)
+def _no_stream_windows_of_other_tests(redis_client: Any) -> None:
+    """The stream tests of the session keep raw windows of their labelled devices in the
+    same Redis: the pool would find them. Each test here starts without any."""
+    for key in list(redis_client.scan_iter(match=raw_windows_key("*"), count=1000)):
+        redis_client.delete(key)
+
 
 TINY = {
     "conv_filters": [4],
@@ -135,7 +146,7 @@ def test_labelled_stream_windows_join_the_pool(
     pipe = redis_client.pipeline()
     wins = (rng.normal(size=(20, 200, 6)) * [3, 3, 3, 60, 60, 60]).astype(np.float32)
     for t, x in zip(starts.tolist(), wins, strict=True):
-        pipe.xadd(P.raw_windows_key(device), {"x": P.encode_raw_window(x)}, id=f"{t}-0")
+        pipe.xadd(raw_windows_key(device), {"x": encode_raw_window(x)}, id=f"{t}-0")
     # ground truth: "IR" covers windows 0..9 fully, "TAP" windows 12..19; 10, 11 mixed
     pipe.zadd(labels_key(device), {f"{starts[0]}:{starts[9] + 4000}:IR": int(starts[9] + 4000)})
     pipe.zadd(labels_key(device), {f"{starts[12]}:{starts[19] + 4000}:TAP": int(starts[19] + 4000)})
@@ -150,4 +161,4 @@ def test_labelled_stream_windows_join_the_pool(
         held = P.load_new_holdout(s, ["IR", "TAP"], redis_client=redis_client)
         assert held is not None and int(np.sum(held.groups == f"new:stream:{device}")) >= 1
     finally:
-        redis_client.delete(P.raw_windows_key(device), labels_key(device))
+        redis_client.delete(raw_windows_key(device), labels_key(device))

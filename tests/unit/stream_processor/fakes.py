@@ -59,7 +59,9 @@ class FakeSink:
         self.last: dict[str, int] = {}
         self.ckpt: dict[int, tuple[int, dict[str, bytes]]] = {}
 
-    def write(self, preds: Any, features: Any = None, checkpoints: Any = ()) -> WriteOutcome:
+    def write(
+        self, preds: Any, features: Any = None, checkpoints: Any = (), raw: Any = None
+    ) -> WriteOutcome:
         new = []
         for p in preds:
             ok = p.window_start_ms > self.last.get(p.device, -1)

@@ -105,7 +105,9 @@ class PoisonSink(FakeSink):
         super().__init__()
         self.poison = poison
 
-    def write(self, preds: Any, features: Any = None, checkpoints: Any = ()) -> Any:
+    def write(
+        self, preds: Any, features: Any = None, checkpoints: Any = (), raw: Any = None
+    ) -> Any:
         if any(p.device == self.poison for p in preds):
             raise ValueError("WRONGTYPE history key")
         return super().write(preds, features, checkpoints)
@@ -138,7 +140,9 @@ def test_a_retry_after_kafka_delivery_writes_redis_only() -> None:
     class FlakySink(FakeSink):
         fail = True
 
-        def write(self, preds: Any, features: Any = None, checkpoints: Any = ()) -> Any:
+        def write(
+        self, preds: Any, features: Any = None, checkpoints: Any = (), raw: Any = None
+    ) -> Any:
             if self.fail:
                 self.fail = False
                 raise OSError("redis down")

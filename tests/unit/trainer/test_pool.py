@@ -11,6 +11,7 @@ import pytest
 from trainer import pool as P
 from trainer.datasets import window_dataset
 from wearmon.settings import Settings
+from wearmon.signals.raw import decode_raw_window, encode_raw_window
 from wearmon.signals.types import GRID_MS, LabelSpan
 
 WINDOW_MS = 200 * GRID_MS
@@ -83,11 +84,11 @@ def test_label_windows_majority_with_purity() -> None:
 
 def test_raw_window_round_trip_and_bad_size() -> None:
     x = (np.random.default_rng(0).normal(size=(200, 6)) * [3, 3, 3, 60, 60, 60]).astype(np.float32)
-    raw = P.encode_raw_window(x)
+    raw = encode_raw_window(x)
     assert len(raw) == 200 * 6 * 2
-    np.testing.assert_allclose(P.decode_raw_window(raw, 200), x, rtol=1e-3, atol=0.05)
+    np.testing.assert_allclose(decode_raw_window(raw, 200), x, rtol=1e-3, atol=0.05)
     with pytest.raises(ValueError):
-        P.decode_raw_window(raw[:-2], 200)
+        decode_raw_window(raw[:-2], 200)
 
 
 def test_concat_maps_classes_and_drops_unknown(tmp_path: Path) -> None:

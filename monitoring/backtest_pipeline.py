@@ -1,0 +1,375 @@
+"""The IO of ``wearmon monitor backtest`` (monitoring.backtest holds the scenarios and the
+measures): an isolated local stack, a champion trained on the base subjects, a real worker,
+and per scenario a paced replay beside the real monitor driven check by check.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from monitoring import keys
+from monitoring.backtest import (
+    BASE_SUBJECTS,
+    SCENARIOS,
+    UNSEEN_SUBJECTS,
+    CheckRecord,
+    Scenario,
+    ScenarioResult,
+    accuracy_phases,
+    alarms_per_device_hour,
+    count_alarms,
+    detection,
+    drive,
+    markdown_table,
+    plot_timeline,
+    scored_windows,
+)
+from wearmon import processes
+from wearmon.errors import WearmonError
+from wearmon.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class BacktestConfig:
+    out_dir: Path
+    scenarios: tuple[str, ...] = tuple(SCENARIOS)
+    devices: int = 12
+    #: replay speed (multiple of real time); the policy's clock runs at it too
+    speed: float = 10.0
+    #: device-seconds between two checks
+    check_every_s: float = 20.0
+    #: epochs of the base champion trained when none is given
+    epochs: int = 8
+    #: use this registered version as the base champion instead of training one
+    champion: str | None = None
+    #: policy and gate settings of the monitor during the backtest (device time)
+    cooldown_s: float = 1800.0
+    min_windows: int = 60
+
+
+class Pipeline:
+    """The stack, the base champion and one worker, for all scenarios (a context manager)."""
+
+    def __init__(self, settings: Settings, cfg: BacktestConfig) -> None:
+        self.settings = settings
+        self.cfg = cfg
+        self.worker: Any = None
+        self.base_version = ""
+        self._stack: Any = None
+
+    def __enter__(self) -> Pipeline:
+        from wearmon.stack import LocalStack
+
+        self._stack = LocalStack(self.settings)
+        self._stack.up(timeout=120)
+        try:
+            self.base_version = self.cfg.champion or self._train_base()
+            self._reset_champion()
+            self.worker = processes.start(
+                self.settings, ["process"], self.cfg.out_dir / "logs" / "worker.log"
+            )
+        except BaseException:
+            self._stack.down()
+            raise
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.worker is not None:
+            processes.stop(self.worker)
+        if self._stack is not None:
+            self._stack.down()
+
+    def _train_base(self) -> str:
+        from trainer import registry
+
+        args = ["train", "--subjects", ",".join(BASE_SUBJECTS), "--epochs", str(self.cfg.epochs)]
+        log.info("training the base champion on subjects %s", ",".join(BASE_SUBJECTS))
+        logfile = self.cfg.out_dir / "logs" / "train.log"
+        if processes.start(self.settings, args, logfile).wait() != 0:
+            raise WearmonError(f"training the base champion failed: see {logfile}")
+        version = registry.alias_version(self.settings)
+        if version is None:
+            raise WearmonError("training finished but no champion is registered")
+        return str(version)
+
+    def _reset_champion(self) -> None:
+        from trainer import registry
+        from trainer.promotion import set_champion
+
+        if registry.alias_version(self.settings) != self.base_version:
+            set_champion(
+                self.settings, self.base_version, reason="backtest: back to the base champion"
+            )
+
+    def client(self) -> Any:
+        import redis
+
+        return redis.Redis.from_url(self.settings.redis.url, **self.settings.redis.client_kwargs())
+
+
+def _newest_window_ms(client: Any) -> int:
+    top = client.xrevrange(keys.FEATURES_KEY, "+", "-", count=1)
+    if not top:
+        return 0
+    fields = {k.decode() if isinstance(k, bytes) else k: v for k, v in top[0][1].items()}
+    return int(fields.get("window_start_ms", 0)) + 4000
+
+
+def _reset_monitor(client: Any) -> str:
+    """A fresh policy, the cursor at the newest live window; returns the policy log's end."""
+    top = client.xrevrange(keys.FEATURES_KEY, "+", "-", count=1)
+    pipe = client.pipeline()
+    pipe.delete(keys.POLICY_STATE, keys.DRIFT_LATEST)
+    if top:
+        pipe.set(keys.MONITOR_CURSOR, top[0][0])
+    pipe.execute()
+    last = client.xrevrange(keys.POLICY_LOG, "+", "-", count=1)
+    return last[0][0].decode() if last else "0-0"
+
+
+def _drift_config(sc: Scenario, cfg: BacktestConfig) -> Any:
+    from producers import DriftConfig, load_seglearn
+
+    if sc.drift is None:
+        return DriftConfig()
+    kw = dict(sc.drift)
+    donors = kw.pop("donor_subjects", None)
+    if donors:
+        kw["donor"] = tuple(load_seglearn(list(donors)))
+        kw["donor_name"] = "seglearn " + ",".join(donors)
+    return DriftConfig(at_s=sc.onset_s, **kw)
+
+
+def _monitor_settings(base: Settings, sc: Scenario, cfg: BacktestConfig) -> Settings:
+    m = base.monitor.model_copy(
+        update={
+            "interval_s": cfg.check_every_s,
+            "min_windows": cfg.min_windows,
+            "cooldown_s": cfg.cooldown_s,
+            "retrain": sc.retrain,
+            "retrain_args": ("--quick",),
+        }
+    )
+    return base.model_copy(update={"monitor": m})
+
+
+def run_scenario(pipe: Pipeline, sc: Scenario, index: int) -> tuple[ScenarioResult, list[Any]]:
+    """Replay one scenario beside the monitor; measure it (see monitoring.backtest)."""
+    from monitoring.service import Monitor
+    from producers import ReplayConfig, device_ids, load_seglearn, replay
+    from producers.engine import live_start_ms
+    from producers.schedule import live_anchor
+
+    cfg = pipe.cfg
+    settings = _monitor_settings(pipe.settings, sc, cfg)
+    client = pipe.client()
+    pipe._reset_champion()
+    log_start = _reset_monitor(client)
+    rc = ReplayConfig(
+        speed=cfg.speed,
+        devices=cfg.devices,
+        loop=True,
+        duration_s=sc.device_s,
+        stagger_s=0.5,
+        device_seed=1000 + index,
+        send_labels=sc.labels,
+        drift=_drift_config(sc, cfg),
+    )
+    devices = device_ids(cfg.devices, rc.device_seed)
+    now = int(time.time() * 1000)
+    anchor = live_anchor(live_start_ms(now, int(sc.device_s * 1000), rc))
+    t0 = time.monotonic()
+
+    def device_clock() -> int:
+        return anchor + int(min(sc.device_s, (time.monotonic() - t0) * cfg.speed) * 1000)
+
+    mon = Monitor(settings, client, clock=device_clock)
+    stop = threading.Event()
+    stats: dict[str, Any] = {}
+
+    def run_replay() -> None:
+        stats["replay"] = replay(
+            settings, load_seglearn(list(UNSEEN_SUBJECTS)), rc, stop=stop, anchor_ms=anchor
+        )
+
+    thread = threading.Thread(target=run_replay, name="backtest-replay", daemon=True)
+    thread.start()
+    onset = None if sc.drift is None else anchor + int(sc.onset_s * 1000)
+    done_at: list[float] = []
+
+    def done() -> bool:
+        if thread.is_alive():
+            return _loop_done(mon, sc, device_clock, done_at, cfg, stop)
+        if not done_at:
+            done_at.append(time.monotonic())
+        return time.monotonic() - done_at[0] > 3.0 * cfg.check_every_s / cfg.speed + 2.0
+
+    checks = drive(
+        mon.check_once,
+        device_clock,
+        lambda: _newest_window_ms(client),
+        interval_wall_s=cfg.check_every_s / cfg.speed,
+        done=done,
+        state=lambda: mon.state.state,
+        version=lambda: _champion(pipe.settings),
+        on_check=lambda r: log.debug("check %s", r),
+    )
+    stop.set()
+    thread.join(timeout=60)
+    mon.stop_retraining()
+    result = _measure(pipe, sc, client, devices, checks, log_start, onset, rc)
+    result.wall_s = time.monotonic() - t0
+    return result, scored_windows(client, devices)
+
+
+def _loop_done(
+    mon: Any, sc: Scenario, clock: Any, done_at: list[float], cfg: BacktestConfig, stop: Any
+) -> bool:
+    """A closed-loop scenario ends ``after_s`` device-seconds after its retraining ended."""
+    if not sc.retrain:
+        return False
+    st = mon.state
+    if st.state == "cooldown" and st.last_result:
+        if not done_at:
+            done_at.append(float(clock()))
+        if clock() - done_at[0] >= sc.after_s * 1000:
+            stop.set()
+            return True
+    return False
+
+
+def _champion(settings: Settings) -> str:
+    from trainer import registry
+
+    return str(registry.alias_version(settings) or "")
+
+
+def _measure(
+    pipe: Pipeline,
+    sc: Scenario,
+    client: Any,
+    devices: list[str],
+    checks: list[CheckRecord],
+    log_start: str,
+    onset: int | None,
+    rc: Any,
+) -> ScenarioResult:
+    raw = client.xrange(keys.POLICY_LOG, f"({log_start}", "+")
+    transitions = [{_s(k): _s(v) for k, v in f.items()} for _, f in raw]
+    triggers = sorted({t["trigger_id"] for t in transitions if t.get("to") == "retraining"})
+    retrain: dict[str, str] = {}
+    for tid in triggers:
+        from trainer.retrain import retrain_key
+
+        retrain = {_s(k): _s(v) for k, v in client.hgetall(retrain_key(tid)).items()} or {
+            "status": "unknown"
+        }
+    newest = max((c.newest_window_ms for c in checks), default=0)
+    first_ms = min((c.newest_window_ms for c in checks if c.newest_window_ms), default=newest)
+    device_h = len(devices) * max(0.0, (newest - first_ms) / 3_600_000.0)
+    clean_h = device_h if onset is None else len(devices) * max(0.0, (onset - first_ms) / 3.6e6)
+    first, detected = detection(checks, onset)
+    promoted = retrain.get("challenger_version") if retrain.get("status") == "promoted" else None
+    windows = scored_windows(client, devices)
+    alarms = count_alarms(transitions, before_ms=onset)
+    return ScenarioResult(
+        scenario=sc,
+        devices=len(devices),
+        device_hours=device_h,
+        onset_ms=onset,
+        checks=checks,
+        transitions=transitions,
+        retrain=retrain,
+        accuracy=accuracy_phases(windows, onset, pipe.base_version, promoted),
+        windows=len(windows),
+        first_drifted_s=first,
+        detected_s=detected,
+        alarms=alarms,
+        alarms_per_device_hour=alarms_per_device_hour(alarms, clean_h),
+        retrainings=len(triggers),
+    )
+
+
+def _s(v: Any) -> str:
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
+def run_backtest(settings: Settings, cfg: BacktestConfig) -> list[ScenarioResult]:
+    """Every scenario of ``cfg`` through one pipeline; writes backtest.md, results.json and
+    one timeline PNG per scenario into ``cfg.out_dir``."""
+    unknown = [s for s in cfg.scenarios if s not in SCENARIOS]
+    if unknown:
+        raise WearmonError(
+            f"unknown backtest scenario {unknown[0]!r}: choose from {', '.join(SCENARIOS)}"
+        )
+    cfg.out_dir.mkdir(parents=True, exist_ok=True)
+    results: list[ScenarioResult] = []
+    with Pipeline(settings, cfg) as pipe:
+        for i, name in enumerate(cfg.scenarios):
+            log.info("backtest scenario %s", name)
+            res, windows = run_scenario(pipe, SCENARIOS[name], i)
+            plot_timeline(res, windows, cfg.out_dir / f"timeline-{name}.png")
+            results.append(res)
+            _write(cfg.out_dir, results)
+    return results
+
+
+def _write(out: Path, results: list[ScenarioResult]) -> None:
+    (out / "backtest.md").write_text(markdown_table(results))
+    rows = []
+    for r in results:
+        rows.append(
+            {
+                "scenario": r.scenario.name,
+                "devices": r.devices,
+                "device_hours": r.device_hours,
+                "windows": r.windows,
+                "first_drifted_s": r.first_drifted_s,
+                "detected_s": r.detected_s,
+                "alarms": r.alarms,
+                "alarms_per_device_hour": None
+                if math.isnan(r.alarms_per_device_hour)
+                else r.alarms_per_device_hour,
+                "retrainings": r.retrainings,
+                "retrain": r.retrain,
+                "accuracy": {k: (None if math.isnan(v) else v) for k, v in r.accuracy.items()},
+                "transitions": r.transitions,
+                "wall_s": r.wall_s,
+            }
+        )
+    (out / "results.json").write_text(json.dumps(rows, indent=2))
+
+
+def isolated_settings(out_dir: Path, base: Settings | None = None) -> Settings:
+    """Settings of a stack of its own: free loopback ports, a data dir under ``out_dir``."""
+    from wearmon.stack import free_port
+
+    ports: set[int] = set()
+    while len(ports) < 7:
+        ports.add(free_port())
+    k, c, r, p, m1, m2, m3 = sorted(ports)
+    base = base or Settings()
+    return replace_settings(
+        base,
+        data_dir=(out_dir / "data").resolve(),
+        ports={"kafka": k, "kafka_controller": c, "redis": r, "prometheus": p},
+        metrics={"stream_port": m1, "replay_port": m2, "monitor_port": m3},
+    )
+
+
+def replace_settings(base: Settings, **fields: Any) -> Settings:
+    """``base`` with some fields replaced, Kafka and Redis addresses recomputed."""
+    data = base.model_dump()
+    for name in ("kafka", "redis"):
+        data[name].pop("bootstrap_servers" if name == "kafka" else "url", None)
+    data.update(fields)
+    return Settings(**data)

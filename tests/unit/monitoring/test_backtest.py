@@ -1,0 +1,124 @@
+"""The pure measures of the backtest: detection delay, alarms, accuracy phases, the table
+and the timeline picture, on hand-made records."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from monitoring.backtest import (
+    SCENARIOS,
+    CheckRecord,
+    ScenarioResult,
+    ScoredWindow,
+    accuracy_phases,
+    alarms_per_device_hour,
+    count_alarms,
+    detection,
+    markdown_table,
+    plot_timeline,
+    rolling_accuracy,
+)
+
+ONSET = 1_000_000
+
+
+def _check(t: int, drifted: bool, state: str, version: str = "1") -> CheckRecord:
+    return CheckRecord(t, t, 2.0 if drifted else 0.5, drifted, state, 120, version)
+
+
+def test_detection_measures_from_the_onset_to_the_deciding_check() -> None:
+    checks = [
+        _check(ONSET - 20_000, False, "ok"),
+        _check(ONSET + 20_000, False, "ok"),
+        _check(ONSET + 40_000, True, "suspect"),
+        _check(ONSET + 60_000, True, "drift"),
+        _check(ONSET + 80_000, True, "retraining"),
+    ]
+    assert detection(checks, ONSET) == (40.0, 60.0)
+    assert detection(checks[:3], ONSET) == (40.0, None)
+    assert detection(checks, None) == (None, None)
+
+
+def test_a_drifted_check_before_the_onset_is_not_a_detection() -> None:
+    checks = [_check(ONSET - 1, True, "drift"), _check(ONSET + 10_000, False, "ok")]
+    assert detection(checks, ONSET) == (None, None)
+
+
+def test_alarms_count_entries_into_drift_before_the_onset() -> None:
+    ts = [
+        {"from": "ok", "to": "suspect", "at_ms": "10"},
+        {"from": "suspect", "to": "drift", "at_ms": "20"},
+        {"from": "drift", "to": "retraining", "at_ms": "30"},
+        {"from": "suspect", "to": "drift", "at_ms": str(ONSET + 5)},
+    ]
+    assert count_alarms(ts) == 2
+    assert count_alarms(ts, before_ms=ONSET) == 1
+    assert alarms_per_device_hour(1, 2.0) == 0.5
+    assert math.isnan(alarms_per_device_hour(0, 0.0))
+
+
+def test_accuracy_phases_split_by_onset_and_by_the_promoted_version() -> None:
+    w = [
+        ScoredWindow(ONSET - 4000, True, "1"),
+        ScoredWindow(ONSET - 2000, False, "1"),
+        ScoredWindow(ONSET, False, "1"),
+        ScoredWindow(ONSET + 2000, False, "1"),
+        ScoredWindow(ONSET + 4000, True, "2"),
+        ScoredWindow(ONSET + 6000, True, "2"),
+        ScoredWindow(ONSET + 8000, True, "9"),  # some other version: in no phase
+    ]
+    acc = accuracy_phases(w, ONSET, "1", "2")
+    assert (acc["before"], acc["during"], acc["after"]) == (0.5, 0.0, 1.0)
+    assert (acc["n_before"], acc["n_during"], acc["n_after"]) == (2, 2, 2)
+    clean = accuracy_phases(w[:2], None, "1", None)
+    assert clean["before"] == 0.5 and math.isnan(clean["after"])
+
+
+def test_rolling_accuracy_bins_device_time() -> None:
+    w = [
+        ScoredWindow(0, True, "1"),
+        ScoredWindow(10_000, False, "1"),
+        ScoredWindow(40_000, True, "1"),
+    ]
+    x, y = rolling_accuracy(w, 0, bin_s=30.0)
+    assert x == [0.25, 0.75] and y == [0.5, 1.0]
+
+
+def _result() -> ScenarioResult:
+    checks = [
+        _check(ONSET - 20_000, False, "ok"),
+        _check(ONSET + 30_000, True, "suspect"),
+        _check(ONSET + 50_000, True, "drift"),
+        _check(ONSET + 90_000, False, "cooldown", "2"),
+    ]
+    return ScenarioResult(
+        scenario=SCENARIOS["closed_loop"],
+        devices=12,
+        device_hours=1.5,
+        onset_ms=ONSET,
+        checks=checks,
+        retrain={"status": "promoted", "reason": "better | on new data"},
+        accuracy={"before": 0.8, "during": 0.3, "after": 0.85},
+        windows=900,
+        first_drifted_s=30.0,
+        detected_s=50.0,
+        retrainings=1,
+    )
+
+
+def test_markdown_table_has_one_row_per_scenario_and_no_stray_pipes() -> None:
+    table = markdown_table([_result()])
+    lines = table.strip().splitlines()
+    assert len(lines) == 3
+    row = lines[2]
+    assert row.count("|") == lines[0].count("|")
+    assert "80.0 % / 30.0 % / 85.0 %" in row and "promoted: better / on new data" in row
+    assert "| 30.0 | 50.0 |" in row
+
+
+def test_timeline_png_is_written(tmp_path: Path) -> None:
+    windows = [ScoredWindow(ONSET - 60_000 + 2000 * i, i % 3 != 0, "1") for i in range(90)]
+    out = plot_timeline(_result(), windows, tmp_path / "t.png")
+    data = Path(out).read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000

@@ -212,18 +212,18 @@ def build_app(
 
     app.stop_hook = _stopping
 
-    fetches = [0]  # getmany calls of the consumer so far (see _take_in_fetch)
-    seeking: dict[int, int] = {}  # partition -> the fetch during which it was sought back
+    seeking: dict[int, int] = {}  # partition -> first offset fetched before its seek back
     sought: set[int] = set()  # partitions sought back since assigned (at most once each)
 
     async def _ensure_loaded(message: Any) -> bool:
         """Load the checkpoint of the message's partition on its first message. When the
         first message is past the checkpoint (Redis lost data or was restored from an older
         snapshot: Kafka's committed offset is ahead), seek back to the checkpoint offset + 1
-        first. False: drop this message (fetched before the seek; it is read again)."""
+        first. False: drop this message (fetched before the seek; it is read again). Until
+        the seek takes effect, messages from the first one fetched on are still coming."""
         p = message.partition
         if p in seeking:
-            if seeking[p] == fetches[0]:
+            if message.offset >= seeking[p]:
                 return False
             del seeking[p]
         if proc.is_loaded(p):
@@ -235,9 +235,11 @@ def build_app(
             return True
         resume = -1 if offset is None else offset
         if message.offset > resume + 1:
-            if p not in sought:
+            earliest = (await app.consumer.earliest_offsets(message.tp)).get(message.tp) or 0
+            if p not in sought and earliest < message.offset:
+                resume = max(resume, earliest - 1)
                 sought.add(p)
-                seeking[p] = fetches[0]
+                seeking[p] = message.offset
                 metrics.seeks.inc()
                 log.warning(
                     "partition %d: checkpoint at offset %d is behind the first message %d "
@@ -303,7 +305,7 @@ def build_app(
         take(message)
 
     _deliver_directly(app, samples, on_sample)
-    _take_in_fetch(app, samples.get_topic_name(), take_now, fetches)
+    _take_in_fetch(app, samples.get_topic_name(), take_now, seeking)
     _fetch_max_wait(app, k.consumer_fetch_max_wait_ms)
 
     @app.agent(labels, name="wearmon-labels")
@@ -447,7 +449,7 @@ def _deliver_directly(app: faust.App, topic: Any, handler: Any) -> None:
     conductor.add(topic)
 
 
-def _take_in_fetch(app: faust.App, topic: str, take_now: Any, fetches: list[int]) -> None:
+def _take_in_fetch(app: faust.App, topic: str, take_now: Any, seeking: dict[int, int]) -> None:
     """Handle messages of ``topic`` inside the consumer's ``getmany`` when ``take_now`` can
     (no await needed); only the others reach Faust's fetch loop.
 
@@ -457,9 +459,11 @@ def _take_in_fetch(app: faust.App, topic: str, take_now: Any, fetches: list[int]
     kept for the messages taken here: messages below the read offset are skipped, the read
     offset advances, offset gaps are recorded as Faust records them (acks are enabled for
     the topic), the consumer commits every ``broker_commit_every`` acks, and the loop yields
-    to other tasks every 100 messages. ``fetches[0]`` counts the calls. Relies on
-    faust-streaming 0.15 internals (``Consumer.getmany``, ``_read_offset``, ``_add_gap``,
-    ``_n_acked``); pinned."""
+    to other tasks every 100 messages. A partition in ``seeking`` (sought back to an older
+    checkpoint) drops messages from the first one fetched before the seek on; its first
+    message below that is the seek's: the read offset (which Faust's loop moved to the
+    dropped message) is cleared for it. Relies on faust-streaming 0.15 internals
+    (``Consumer.getmany``, ``_read_offset``, ``_add_gap``, ``_n_acked``); pinned."""
     consumer: Any = app.consumer
     fetch = consumer.getmany
     read_offset = consumer._read_offset
@@ -467,12 +471,15 @@ def _take_in_fetch(app: faust.App, topic: str, take_now: Any, fetches: list[int]
 
     async def getmany(timeout: float) -> Any:
         n = 0
-        fetches[0] += 1
         async for tp, message in fetch(timeout=timeout):
             if tp.topic != topic:
                 yield tp, message
                 continue
             offset = message.offset
+            if seeking and tp.partition in seeking:
+                if offset >= seeking[tp.partition]:
+                    continue  # fetched before the seek back
+                read_offset[tp] = None
             last = read_offset[tp]
             if last is not None and offset < last:
                 continue  # read again after a seek; Faust's loop drops these as well

@@ -17,11 +17,8 @@ import pytest
 
 from monitoring.dashboards.generate import builders, dashboard_json
 from monitoring.dashboards.live import Prometheus, Result, Window, run_redis
-from monitoring.dashboards.queries import exposed_names, metric_names, queries
-from monitoring.metrics import MonitorMetrics
-from producers.metrics import ReplayMetrics
+from monitoring.dashboards.queries import metric_names, queries
 from stream_processor.episodes import EpisodeTracker, windows_of_history, write_episodes
-from stream_processor.metrics import StreamMetrics
 from stream_processor.sinks import history_key
 from tests.integration.stream_support import (
     make_run,
@@ -31,13 +28,13 @@ from tests.integration.stream_support import (
     stop_worker,
     wait_for,
 )
+from tests.unit.dashboards.test_dashboards import known_metrics
 from wearmon.settings import Settings
 
 pytestmark = pytest.mark.integration
 
 #: metrics the short run must produce: the stream's, the replay's and the monitor's
-PRODUCED = exposed_names(StreamMetrics().registry) | exposed_names(ReplayMetrics().registry)
-PRODUCED |= exposed_names(MonitorMetrics().registry) | {"up"}
+PRODUCED = known_metrics()
 #: Redis keys that stay empty in a run without drift (no policy transition)
 EMPTY_WITHOUT_DRIFT = {"policy:log"}
 

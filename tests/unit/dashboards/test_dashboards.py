@@ -51,6 +51,21 @@ def test_grafana_11_shape(dashboards: dict[str, dict]) -> None:
         assert len(ids) == len(d["panels"])
 
 
+#: panel types and transformation ids of Grafana 11 core that the dashboards use
+GRAFANA_11_PANELS = {"timeseries", "stat", "state-timeline", "bargauge", "table", "barchart"}
+GRAFANA_11_TRANSFORMS = {"convertFieldType", "organize", "extractFields"}
+
+
+def test_only_grafana_11_core_panels_and_transformations(dashboards: dict[str, dict]) -> None:
+    for name, d in dashboards.items():
+        for p in panels(d):
+            assert p["type"] in GRAFANA_11_PANELS, (name, p["type"])
+            for t in p.get("transformations", []):
+                assert t["id"] in GRAFANA_11_TRANSFORMS, (name, p["title"], t["id"])
+        for row in (p for p in d["panels"] if p["type"] == "row"):
+            assert row["gridPos"]["w"] == 24
+
+
 def test_panel_titles_are_unique_per_dashboard(dashboards: dict[str, dict]) -> None:
     for name, d in dashboards.items():
         titles = [p["title"] for p in panels(d)]

@@ -14,11 +14,14 @@ the other wrist), and per-device checks of 30 windows. Run it niced on a shared 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import statistics
 import time
 import warnings
 
 import numpy as np
+
+from monitoring.drift import LiveBatch
 
 DRIFTS = ("clean", "gain1.25", "gain1.5", "swap", "mirror")
 
@@ -44,9 +47,7 @@ def _data(hop: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     return ds.x[order].astype(np.float64), ds.groups[order].astype(str)
 
 
-def _batch(f: np.ndarray, device: str = "dev") -> object:
-    from monitoring.drift import LiveBatch
-
+def _batch(f: np.ndarray, device: str = "dev") -> LiveBatch:
     n = len(f)
     return LiveBatch(
         f, np.full(n, device), np.full(n, "ROW"), np.full(n, 0.9),
@@ -75,8 +76,7 @@ def bench_check(n_ref: int, n_live: int, repeats: int) -> None:
     ref = build_reference(pd.DataFrame(ref_f, columns=FEATURE_NAMES), version="1",
                           calibration=cal, cfg=cfg)  # fmt: skip
     devices = np.asarray([f"dev-{i % 50}" for i in range(n_live)])
-    batch = _batch(live_f)
-    batch = type(batch)(**{**batch.__dict__, "devices": devices})  # type: ignore[arg-type]
+    batch = dataclasses.replace(_batch(live_f), devices=devices)
     check(batch, ref, 0, cfg)  # warm-up (imports)
     times = []
     for i in range(repeats):
@@ -99,7 +99,7 @@ def evaluate() -> None:
     subjects = sorted(set(groups.tolist()), key=int)
     pop = {d: [0, 0] for d in DRIFTS}  # alarms, checks
     dev = {d: [0, 0] for d in DRIFTS}
-    alarmed = {d: set() for d in DRIFTS}
+    alarmed: dict[str, set[str]] = {d: set() for d in DRIFTS}
     for s in subjects:
         own = groups == s
         prof = features_frame(x[~own])

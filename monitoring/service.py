@@ -52,8 +52,8 @@ from wearmon.signals.features import FEATURE_NAMES
 log = logging.getLogger(__name__)
 
 FINAL = ("promoted", "refused", "failed")
-#: consecutive failed checks after which the service stops (one line, exit 1)
-MAX_CONSECUTIVE_ERRORS = 10
+#: consecutive loop turns (about a second apart) without Redis after which the service stops
+MAX_REDIS_FAILURES = 30
 
 
 def _s(v: Any) -> str:
@@ -84,10 +84,10 @@ def read_live(client: Any, cursor: str | None, max_windows: int) -> LiveRead:
     for _, raw in reversed(rows):
         f = {_s(k): _s(v) for k, v in raw.items()}
         try:
-            vec = json.loads(f["f"])
-            if len(vec) != len(names):
-                raise ValueError(f"{len(vec)} features, {len(names)} names")
-            feats.append([float(v) for v in vec])
+            vec = [float(v) for v in json.loads(f["f"])]
+            if len(vec) != len(names) or not all(map(math.isfinite, vec)):
+                raise ValueError(f"{len(vec)} features for {len(names)} names, or not finite")
+            feats.append(vec)
             starts.append(int(f.get("window_start_ms", 0)))
         except (KeyError, ValueError, TypeError):
             bad += 1
@@ -261,8 +261,10 @@ class Monitor:
     def feed(self, event: Event) -> Step:
         """Step the policy, persist it, export and announce its transitions, act."""
         s = step(self.state, event, self.policy)
+        changed = s.state != self.state
         self.state = s.state
-        self.store.save(s.state, s.transitions)
+        if changed or s.transitions:
+            self.store.save(s.state, s.transitions)
         self.metrics.set_state(s.state.state)
         self.metrics.observe_transitions(s.transitions)
         for t in s.transitions:
@@ -352,12 +354,19 @@ class Monitor:
         return self.feed(ev)
 
     def stop_retraining(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
+        """Stop a running retraining (the monitor stops): it counts as failed."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+        self.proc = None
+        self.metrics.retrainings.labels(result="failed").inc()
+        ev = RetrainFinished(self.clock(), self.state.trigger_id, "failed", "the monitor stopped")
+        self.feed(ev)
 
     # the check -----------------------------------------------------------------------
 
@@ -436,26 +445,32 @@ class Monitor:
         import redis
 
         m = self.settings.monitor
-        errors, last, seen = 0, 0.0, self._entries_added()
+        down, last, seen = 0, 0.0, 0
         while not stop.is_set():
             now = time.monotonic()
             try:
                 added = self._entries_added()
                 if now - last >= m.interval_s or added - seen >= m.max_windows:
                     last, seen = now, added
-                    out = self.check_once()
-                    log.info("%s", describe(out))
+                    self._guarded_check()
                 else:
                     self.poll_retraining() or self.feed(Tick(self.clock()))
-                errors = 0
-            except (WearmonError, redis.RedisError) as exc:
-                errors += 1
-                self.metrics.checks.labels(result="error").inc()
-                log.warning("check failed (%d in a row): %s", errors, exc)
-                if errors >= MAX_CONSECUTIVE_ERRORS:
-                    raise MonitorError(f"{errors} checks in a row failed, last: {exc}") from None
-                last = now
+                down = 0
+            except redis.RedisError as exc:  # bounded: Redis gone for good ends the service
+                down += 1
+                log.warning("Redis unavailable (%d in a row): %s", down, exc)
+                if down >= MAX_REDIS_FAILURES:
+                    raise MonitorError(f"Redis unavailable {down} times in a row: {exc}") from None
             stop.wait(1.0)
+
+    def _guarded_check(self) -> None:
+        """One check of the loop; a check that cannot run (no champion yet, a bad profile)
+        is counted and logged, and the next interval tries again."""
+        try:
+            log.info("%s", describe(self.check_once()))
+        except WearmonError as exc:
+            self.metrics.checks.labels(result="error").inc()
+            log.warning("check failed: %s", exc)
 
 
 def describe(out: CheckOutcome) -> str:

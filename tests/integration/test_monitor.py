@@ -169,24 +169,39 @@ def test_checks_move_the_policy_and_a_restart_resumes_it(
     assert "DRIFT  score" in words
 
 
-@pytest.mark.slow
-def test_drift_starts_a_real_niced_retraining_and_feeds_its_result_back(
-    stack: Settings, redis_client: Any, tmp_path: Path, seglearn: Any
-) -> None:
+@pytest.fixture(scope="module")
+def champion(stack: Settings, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """Settings with a freshly trained tiny champion (its reference profile and calibration
+    stored by the trainer) in a data dir of their own."""
     from trainer import registry
     from trainer.model import ModelConfig
     from trainer.train import TrainOptions, train
 
-    _clean(redis_client)
-    s = _settings(stack, tmp_path, n_of_m=(1, 1), min_windows=50, retrain_args=("--quick",))
-    s = s.model_copy(update={"model_name": "wm-monitor-loop"})
+    data = tmp_path_factory.mktemp("monitor-champion")
+    s = stack.model_copy(update={"data_dir": data, "model_name": "wm-monitor-loop"})
     tiny = {"conv_filters": [4], "kernel_size": 3, "pool_size": 4, "lstm_units": 4,
             "dense_units": 8, "epochs": 1, "batch_size": 64, "patience": 1}  # fmt: skip
     cfg = ModelConfig.from_dict({**ModelConfig().to_dict(), **tiny})
     res = train(s, TrainOptions(config=cfg, train_hop=100, max_windows_per_subject=60))
     assert registry.alias_version(s) == res.version
+    assert registry.read_calibration(s, res.version) is not None
+    return s
+
+
+@pytest.mark.slow
+def test_drift_starts_a_real_niced_retraining_and_feeds_its_result_back(
+    champion: Settings, redis_client: Any, seglearn: Any
+) -> None:
+    from trainer import registry
+
+    _clean(redis_client)
+    m = champion.monitor.model_copy(
+        update={"n_of_m": (1, 1), "min_windows": 50, "retrain_args": ("--quick",)}
+    )
+    s = champion.model_copy(update={"monitor": m})
+    version = str(registry.alias_version(s))
     mon = Monitor(s, redis_client, MonitorMetrics())
-    _push(redis_client, _live(seglearn, "10", 100, gain=1.5), "dev-x", 5_000_000, res.version)
+    _push(redis_client, _live(seglearn, "10", 100, gain=1.5), "dev-x", 5_000_000, version)
     out = mon.check_once()
     assert [t.to_state for t in out.transitions] == [DRIFT, RETRAINING], describe(out)
     assert mon.proc is not None
@@ -200,5 +215,52 @@ def test_drift_starts_a_real_niced_retraining_and_feeds_its_result_back(
     tid = out.transitions[0].trigger_id
     h = {k.decode(): v.decode() for k, v in redis_client.hgetall(keys.retrain_key(tid)).items()}
     assert h["status"] == "refused"
-    logfile = tmp_path / "data" / "monitor" / "retrain" / f"{tid}.log"
+    logfile = Path(s.data_dir) / "monitor" / "retrain" / f"{tid}.log"
     assert "refused" in logfile.read_text()
+
+
+def test_the_service_process_checks_serves_metrics_and_reports_status(
+    champion: Settings, redis_client: Any, seglearn: Any, subprocess_env: dict[str, str]
+) -> None:
+    import signal
+    import subprocess
+    import sys
+    import urllib.request
+
+    from trainer import registry
+
+    _clean(redis_client)
+    env = dict(subprocess_env)
+    env.update({
+        "WEARMON_DATA_DIR": str(champion.data_dir), "WEARMON_MODEL_NAME": champion.model_name,
+        "WEARMON_MONITOR__INTERVAL_S": "1", "WEARMON_MONITOR__MIN_WINDOWS": "50",
+        "WEARMON_MONITOR__RETRAIN": "false",
+    })  # fmt: skip
+    version = str(registry.alias_version(champion))
+    cmd = [sys.executable, "-m", "wearmon.cli.main", "monitor"]
+    proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        _push(redis_client, _live(seglearn, "9", 100), "dev-9", 7_000_000, version)
+        deadline = time.monotonic() + 120
+        while not redis_client.exists(keys.DRIFT_LATEST) and time.monotonic() < deadline:
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+            time.sleep(0.5)
+        latest = {
+            k.decode(): v.decode() for k, v in redis_client.hgetall(keys.DRIFT_LATEST).items()
+        }
+        assert latest["n_windows"] == "100" and latest["model_version"] == version
+        url = f"http://127.0.0.1:{champion.metrics.monitor_port}/metrics"
+        text = urllib.request.urlopen(url, timeout=5).read().decode()
+        assert "wearmon_monitor_windows_checked 100.0" in text
+        assert f'wearmon_monitor_champion_info{{model_version="{version}"}} 1.0' in text
+        assert 'wearmon_monitor_checks_total{result="ok"}' in text
+        assert "wearmon_monitor_check_seconds_count 1.0" in text
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err[-2000:]
+    assert "Traceback" not in err
+    words = subprocess.run(
+        [*cmd, "status"], env=env, capture_output=True, text=True, timeout=60, check=True
+    ).stdout
+    assert "policy: OK" in words and "last 1 checks:" in words and "ok     score" in words

@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test test-unit test-integration lint format typecheck check bench stack-up stack-down stack-status clean constraints
+.PHONY: setup demo test test-unit test-integration chaos lint format typecheck check bench stack-up stack-down stack-status clean constraints
 
 setup:
 	@bash deploy/setup.sh
@@ -20,6 +20,10 @@ test-unit: setup
 
 test-integration: setup
 	$(BIN)/pytest -m integration $(PYTEST_ARGS)
+
+# fault injection (kill -9 / SIGSTOP of the stack's services under a running worker)
+chaos: setup
+	$(BIN)/pytest -m chaos -s $(PYTEST_ARGS)
 
 lint: setup
 	$(BIN)/ruff check .

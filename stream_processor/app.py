@@ -395,7 +395,13 @@ def build_app(
     @app.timer(interval=2.0)
     async def gauges() -> None:
         update_lag(app.consumer, proc, metrics, k.samples_topic)
-        acc = await asyncio.to_thread(sink.accuracy)
+        try:
+            acc = await asyncio.to_thread(sink.accuracy)
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            log.debug("live accuracy not readable: %s", exc)  # Redis down: the batches say it
+            return
         for version, (correct, total) in acc.items():
             if total:
                 metrics.live_accuracy.labels(model_version=version).set(correct / total)

@@ -1,0 +1,193 @@
+"""Fault injection against the real stack: the session's Redis killed under a running worker
+and restarted; Redis frozen (SIGSTOP) while the worker is asked to stop.
+
+Each experiment prints a ``RELIABILITY`` line (docs/reliability.md): windows expected /
+written once / missing / duplicated, in Redis and on the predictions topic.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.integration.stream_support import (
+    expected_windows,
+    generated_recording,
+    history,
+    make_run,
+    messages_of,
+    register_tiny,
+    send,
+    start_worker,
+    stop_worker,
+    wait_for,
+)
+from wearmon.settings import Settings
+from wearmon.signals.types import Recording
+from wearmon.stack import LocalStack, free_port
+
+pytestmark = [pytest.mark.integration, pytest.mark.chaos]
+
+N_DEVICES = 4
+
+
+@pytest.fixture(scope="module")
+def recording(tmp_path_factory: pytest.TempPathFactory) -> Recording:
+    return generated_recording(tmp_path_factory.mktemp("rec"), subject=6, seed=5, exercises=2)
+
+
+def _redis_pid(stack: Settings) -> int:
+    pid = next(s.pid for s in LocalStack(stack).status() if s.name == "redis")
+    assert pid is not None, "the stack's Redis is not running"
+    return int(pid)
+
+
+@pytest.fixture
+def redis_restored(stack: Settings) -> Iterator[None]:
+    """Whatever a test does to Redis, it runs (and is not frozen) afterwards."""
+    yield
+    with_pid = next(s for s in LocalStack(stack).status() if s.name == "redis")
+    if with_pid.pid is not None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(int(with_pid.pid), signal.SIGCONT)
+    LocalStack(stack).up(timeout=60, services=["redis"])
+
+
+def _metric(port: int, name: str) -> float:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+        text = r.read().decode()
+    return sum(
+        float(line.split()[-1]) for line in text.splitlines() if line.startswith(name + "{")
+    ) + sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(name + " "))
+
+
+def _topic_counts(settings: Settings, devices: set[str], want: set, timeout: float = 30) -> list:
+    from confluent_kafka import Consumer
+
+    from wearmon.schemas import decode_prediction
+
+    c = Consumer(
+        {
+            "bootstrap.servers": settings.kafka.bootstrap_servers,
+            "group.id": f"chaos-{time.time()}",
+            "auto.offset.reset": "earliest",
+        }
+    )
+    c.subscribe([settings.kafka.predictions_topic])
+    out: list[tuple[str, int]] = []
+    deadline, idle = time.monotonic() + timeout, 0
+    try:
+        while time.monotonic() < deadline and idle < 6:
+            m = c.poll(0.5)
+            if m is None or m.error():
+                idle += 1 if want <= set(out) else 0
+                continue
+            idle = 0
+            if m.key().decode() in devices:
+                p = decode_prediction(m.value())
+                out.append((p.device, p.window_start_ms))
+    finally:
+        c.close()
+    return out
+
+
+def _report(name: str, redis_client: Any, settings: Settings, expected: dict) -> None:
+    want = {(d, s) for d, e in expected.items() for s in e}
+    rows = [(d, int(r["window_start_ms"])) for d in expected for r in history(redis_client, d)]
+    topic = _topic_counts(settings, set(expected), want)
+    for where, got in (("redis", [r for r in rows if r in want]), ("topic", topic)):
+        got = [r for r in got if r in want]
+        print(
+            f"RELIABILITY {name} {where}: expected {len(want)} once {len(set(got))} "
+            f"missing {len(want - set(got))} duplicated {len(got) - len(set(got))}"
+        )
+    assert len(rows) == len(set(rows)), "a window written twice in Redis"
+    assert want <= set(rows), f"{len(want - set(rows))} windows missing in Redis"
+    assert want <= set(topic), f"{len(want - set(topic))} windows missing on the topic"
+
+
+def test_redis_killed_and_restarted_under_a_running_worker(
+    stack: Settings,
+    redis_client: Any,
+    subprocess_env: dict[str, str],
+    recording: Recording,
+    tmp_path: Path,
+    redis_restored: None,
+) -> None:
+    run = make_run(stack, subprocess_env, WEARMON_STREAM__RETRY_MAX_S="4")
+    register_tiny(run.settings, tmp_path, seed=8)
+    devices = [f"rkill-{run.run}-{i}" for i in range(N_DEVICES)]
+    expected = {d: expected_windows(recording, run.settings, d) for d in devices}
+    per = [messages_of(recording, d) for d in devices]
+    msgs = [m for group in zip(*per, strict=True) for m in group]
+    log, port = tmp_path / "worker.log", free_port()
+    worker = start_worker(run.env, log, metrics_port=port)
+    try:
+        send(run.settings, msgs[: len(msgs) // 2])
+        wait_for(
+            lambda: sum(redis_client.xlen(f"pred:hist:{d}") for d in devices) > 20,
+            120, [worker], log, "predictions before the kill",
+        )  # fmt: skip
+        os.kill(_redis_pid(stack), signal.SIGKILL)
+        send(run.settings, msgs[len(msgs) // 2 :])
+        time.sleep(15.0)  # the worker retries with backoff meanwhile
+        failures = _metric(port, "wearmon_stream_batch_failures_total")
+        LocalStack(stack).up(timeout=60, services=["redis"])
+        redis_client.connection_pool.reset()
+
+        def done() -> bool:
+            return all(redis_client.xlen(f"pred:hist:{d}") >= len(e) for d, e in expected.items())
+
+        wait_for(done, 180, [worker], log, "every window after Redis came back")
+        time.sleep(2.0)
+    finally:
+        stop_worker(worker)
+    assert failures >= 1, "no failed batch was counted while Redis was down"
+    print(f"RELIABILITY redis-kill: batch failures counted while down: {failures:.0f}")
+    _report("redis-kill", redis_client, run.settings, expected)
+
+
+def test_worker_stops_within_30_s_while_redis_is_frozen(
+    stack: Settings,
+    redis_client: Any,
+    subprocess_env: dict[str, str],
+    recording: Recording,
+    tmp_path: Path,
+    redis_restored: None,
+) -> None:
+    run = make_run(stack, subprocess_env)
+    register_tiny(run.settings, tmp_path, seed=9)
+    devices = [f"rstop-{run.run}-{i}" for i in range(2)]
+    msgs = [m for d in devices for m in messages_of(recording, d)]
+    log = tmp_path / "worker.log"
+    worker = start_worker(run.env, log)
+    pid = _redis_pid(stack)
+    try:
+        send(run.settings, msgs[: len(msgs) // 2])
+        wait_for(
+            lambda: sum(redis_client.xlen(f"pred:hist:{d}") for d in devices) > 0,
+            120, [worker], log, "the first predictions",
+        )  # fmt: skip
+        os.kill(pid, signal.SIGSTOP)
+        send(run.settings, msgs[len(msgs) // 2 :])
+        time.sleep(5.0)  # a batch is now waiting on the frozen Redis
+        t0 = time.monotonic()
+        worker.send_signal(signal.SIGINT)
+        try:
+            worker.wait(30)
+        except subprocess.TimeoutExpired:
+            pytest.fail("the worker did not stop within 30 s of SIGINT while Redis was frozen")
+        took = time.monotonic() - t0
+    finally:
+        os.kill(pid, signal.SIGCONT)
+        stop_worker(worker)
+    print(f"RELIABILITY redis-frozen-shutdown: stopped {took:.1f} s after SIGINT")

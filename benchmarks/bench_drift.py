@@ -2,13 +2,17 @@
 
     python benchmarks/bench_drift.py                 # one check: 10,000 reference x 2,000 live
     python benchmarks/bench_drift.py --evaluate      # false alarms / detection, held-out subjects
+    python benchmarks/bench_drift.py --service-cpu   # the monitor's CPU beside 1,000 devices
 
 The timing uses windows cut with a 20-sample hop (overlapping, so there are enough): the
 reference from subjects 1-8, the live windows from subjects 9 and 10, drawn to the sizes asked.
 ``--evaluate`` holds out each subject in turn: calibration (itself leave-one-subject-out) on
 the other nine, then checks of 100 consecutive windows of the held-out subject (half
 overlapping), clean and with injected drift (gain x1.25, x1.5 on both sensors, axis swap x<->y,
-the other wrist), and per-device checks of 30 windows. Run it niced on a shared machine.
+the other wrist), and per-device checks of 30 windows. ``--service-cpu`` runs the monitor's
+loop (default settings) for a minute against its own redis-server while a separate writer
+process adds the ``feat:live`` entries of N devices (one window per device every 2 s) and
+prints the monitor's CPU time over that minute. Run it niced on a shared machine.
 """
 
 from __future__ import annotations
@@ -129,16 +133,121 @@ def evaluate() -> None:
               f"{da} of {dn} ({da / dn:.0%}) |")  # fmt: skip
 
 
+_WRITER = """
+import json, sys, time
+import numpy as np, redis
+port, devices, seconds = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
+feats = np.load(sys.argv[4])
+r = redis.Redis(port=port)
+rate = devices / 2.0  # windows per second
+t0 = time.monotonic(); sent = 0; i = 0
+while time.monotonic() - t0 < seconds:
+    due = int((time.monotonic() - t0) * rate)
+    pipe = r.pipeline(transaction=False)
+    for _ in range(due - sent):
+        f = feats[i % len(feats)]; i += 1
+        pipe.xadd("feat:live", {"device": f"dev-{i % devices}", "window_start_ms": i,
+                  "model_version": "1", "label": "ROW", "confidence": "0.9",
+                  "f": json.dumps(np.round(f, 6).tolist())}, maxlen=50000, approximate=True)
+    pipe.execute(); sent = due
+    time.sleep(0.05)
+print(sent)
+"""
+
+
+def service_cpu(devices: int, seconds: float) -> None:
+    import resource
+    import subprocess
+    import sys
+    import tempfile
+    import threading
+    from pathlib import Path
+
+    import pandas as pd
+    import redis
+
+    from monitoring.calibration import calibrate
+    from monitoring.drift import build_reference
+    from monitoring.service import CheckOutcome, Monitor
+    from wearmon.settings import MonitorSettings, RedisSettings, Settings
+    from wearmon.signals.features import FEATURE_NAMES, features_frame, window_features
+    from wearmon.stack import free_port
+
+    x, groups = _data()
+    ref_rows = ~np.isin(groups, ["9", "10"])
+    cal = calibrate(features_frame(x[ref_rows]), groups[ref_rows])
+    ref = build_reference(pd.DataFrame(window_features(x[ref_rows]), columns=FEATURE_NAMES),
+                          version="1", calibration=cal)  # fmt: skip
+    live = window_features(x[~ref_rows])
+
+    class Fixed:
+        def champion(self) -> str:
+            return "1"
+
+        def get(self, version: str) -> object:
+            return ref
+
+    port = free_port()
+    with tempfile.TemporaryDirectory() as tmp:
+        server = subprocess.Popen(["redis-server", "--port", str(port), "--save", "",
+                                   "--appendonly", "no", "--dir", tmp],
+                                  stdout=subprocess.DEVNULL)  # fmt: skip
+        np.save(Path(tmp) / "f.npy", live)
+        try:
+            time.sleep(0.5)
+            client = redis.Redis(port=port)
+            settings = Settings(
+                data_dir=Path(tmp) / "data",
+                redis=RedisSettings(url=f"redis://127.0.0.1:{port}/0"),
+                monitor=MonitorSettings(retrain=False),
+            )
+            mon = Monitor(settings, client, references=Fixed())  # type: ignore[arg-type]
+            writer = subprocess.Popen([sys.executable, "-c", _WRITER, str(port), str(devices),
+                                       str(seconds), str(Path(tmp) / "f.npy")],
+                                      stdout=subprocess.PIPE, text=True)  # fmt: skip
+            stop = threading.Event()
+            checks: list[float] = []
+            orig = mon.check_once
+
+            def timed() -> CheckOutcome:
+                t = time.perf_counter()
+                out = orig()
+                checks.append(time.perf_counter() - t)
+                return out
+
+            mon.check_once = timed  # type: ignore[method-assign]
+            timer = threading.Timer(seconds, stop.set)
+            timer.start()
+            r0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.monotonic()
+            mon.run(stop)
+            r1, wall = resource.getrusage(resource.RUSAGE_SELF), time.monotonic() - t0
+            sent = int(writer.communicate(timeout=60)[0].strip() or 0)
+        finally:
+            server.terminate()
+            server.wait(timeout=10)
+    cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
+    print(f"{devices} devices ({sent} windows written in {seconds:.0f} s), monitor defaults:")
+    print(
+        f"  monitor CPU {cpu:.2f} s in {wall:.1f} s = {cpu / wall:.1%} of one core; "
+        f"{len(checks)} checks, median {statistics.median(checks):.3f} s each"
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--reference", type=int, default=10_000)
     ap.add_argument("--live", type=int, default=2_000)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--evaluate", action="store_true", help="held-out false alarms/detection")
+    ap.add_argument("--service-cpu", action="store_true", help="the monitor's CPU beside N devices")
+    ap.add_argument("--devices", type=int, default=1_000)
+    ap.add_argument("--seconds", type=float, default=60.0)
     args = ap.parse_args()
     warnings.simplefilter("ignore", RuntimeWarning)
     if args.evaluate:
         evaluate()
+    elif args.service_cpu:
+        service_cpu(args.devices, args.seconds)
     else:
         bench_check(args.reference, args.live, args.repeats)
 

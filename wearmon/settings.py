@@ -264,6 +264,13 @@ class LifecycleSettings(_Frozen):
     #: Recipe of a retraining (trainer.train.PRESETS); ``--quick`` uses a few epochs.
     preset: str = "default"
     quick_epochs: int = Field(default=3, ge=1)
+    #: Where labelled stream windows come from (trainer/pool.py): "kafka" rebuilds them from
+    #: the samples topic (bounded by its retention) with the worker's own windower, for the
+    #: devices with ground truth in Redis; "redis" reads win:raw:{device}; "off".
+    stream_source: Literal["kafka", "redis", "off"] = "kafka"
+    #: How far back the samples topic is read, and at most how many messages.
+    stream_lookback_s: float = Field(default=24 * 3600.0, gt=0)
+    stream_max_messages: int = Field(default=2_000_000, ge=1)
 
 
 class GrafanaSettings(_Frozen):

@@ -27,6 +27,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -353,12 +354,23 @@ def _new_data(
     )
 
 
+def new_stream_windows(settings: Settings, client: Any) -> WindowDataset | None:
+    """Labelled stream windows from ``lifecycle.stream_source``: ``kafka`` (rebuilt from the
+    samples topic), ``redis`` (``win:raw:{device}``, if a worker keeps them) or ``off``."""
+    source = settings.lifecycle.stream_source
+    if client is None or source == "off":
+        return None
+    if source == "redis":
+        return stream_windows(client, settings.signal)
+    return kafka_windows(settings, client)
+
+
 def load_new_holdout(
     settings: Settings, classes: Sequence[str], *, redis_client: Any = None
 ) -> WindowDataset | None:
     """Only the held-out part of the new labelled data (``wearmon model promote``)."""
     new_recs, _, _ = read_incoming(incoming_dir(settings))
-    stream = stream_windows(redis_client, settings.signal) if redis_client is not None else None
+    stream = new_stream_windows(settings, redis_client)
     return _new_data(settings, new_recs, stream, classes, settings.signal).holdout
 
 
@@ -378,7 +390,7 @@ def load_pool(
     base_recs = load_recordings(lc.base_data)
     folder = incoming_dir(settings)
     new_recs, rows, skipped = read_incoming(folder)
-    stream = stream_windows(redis_client, sig) if redis_client is not None else None
+    stream = new_stream_windows(settings, redis_client)
     if classes is None:
         seen = {lab.label for r in [*base_recs, *new_recs] for lab in r.labels}
         seen |= set(stream.classes) if stream is not None else set()
@@ -402,3 +414,161 @@ def load_pool(
         manifest["new_holdout"]["n"],
     )
     return Pool(base_eval, base_train, new, manifest)
+
+
+# --- stream windows rebuilt from the samples topic ------------------------------------------
+
+
+def labelled_devices(client: Any) -> dict[str, list[LabelSpan]]:
+    """{device: ground-truth segments} of every device with segments in Redis."""
+    from stream_processor.sinks import labels_key
+
+    prefix = labels_key("")
+    out: dict[str, list[LabelSpan]] = {}
+    for k in client.scan_iter(match=f"{prefix}*", count=1000):
+        device = _s(k)[len(prefix) :]
+        spans = _spans(client.zrange(_s(k), 0, -1))
+        if spans:
+            out[device] = spans
+    return out
+
+
+def _windower(signal: SignalSettings, device: str) -> Any:
+    """The worker's windower of a device (stream_processor.processor: same settings)."""
+    from wearmon.signals.stream import IncrementalWindower
+    from wearmon.signals.windows import window_phase_ms
+
+    return IncrementalWindower(
+        max_gap_ms=signal.max_gap_ms,
+        lateness_ms=signal.lateness_ms,
+        window=signal.window,
+        hop=signal.hop,
+        device=device,
+        phase_ms=window_phase_ms(device, signal.hop, spread=signal.phase_by_device),
+    )
+
+
+def read_samples_topic(
+    settings: Settings, devices: set[str], *, lookback_s: float, max_messages: int
+) -> tuple[dict[str, Any], dict[str, int]]:
+    """Replay the samples topic (messages of the last ``lookback_s``, at most
+    ``max_messages``) through the worker's checks and windower for ``devices``; returns
+    ({device: Windows}, counters). Kafka's retention bounds what is there."""
+    import uuid
+
+    from confluent_kafka import OFFSET_END, Consumer, KafkaError, TopicPartition
+
+    from stream_processor.deadletter import BadMessage, check_arrays
+    from wearmon.signals.stream import concat_windows
+
+    topic = settings.kafka.samples_topic
+    conf = {
+        **settings.kafka.confluent_config(),
+        "group.id": f"wearmon-pool-{uuid.uuid4().hex[:8]}",
+        "enable.auto.commit": False,
+        "enable.partition.eof": True,
+        "auto.offset.reset": "earliest",
+    }
+    consumer = Consumer(conf)
+    counts = {"messages": 0, "kept": 0, "bad": 0}
+    parts: dict[str, list[Any]] = {}
+    windowers: dict[str, Any] = {}
+    keys = {d.encode() for d in devices}
+    try:
+        meta = consumer.list_topics(topic, timeout=10)
+        if topic not in meta.topics or meta.topics[topic].error is not None:
+            return {}, counts
+        since = int((time.time() - lookback_s) * 1000)
+        tps = [TopicPartition(topic, p, since) for p in meta.topics[topic].partitions]
+        starts = consumer.offsets_for_times(tps, timeout=10)
+        todo = {}
+        for tp in starts:
+            hi = consumer.get_watermark_offsets(TopicPartition(topic, tp.partition), timeout=10)[1]
+            if tp.offset not in (OFFSET_END, -1) and tp.offset < hi:
+                todo[tp.partition] = hi
+        if not todo:
+            return {}, counts
+        consumer.assign([tp for tp in starts if tp.partition in todo])
+        now = int(time.time() * 1000)
+        while todo and counts["messages"] < max_messages:
+            msg = consumer.poll(1.0)
+            if msg is None:
+                continue
+            part = int(msg.partition() or 0)
+            err = msg.error()
+            if err is not None:
+                if err.code() == KafkaError._PARTITION_EOF:
+                    todo.pop(part, None)
+                continue
+            counts["messages"] += 1
+            if int(msg.offset() or 0) + 1 >= todo.get(part, 0):
+                todo.pop(part, None)
+            if msg.key() not in keys:
+                continue
+            try:
+                batch, t, xyz = check_arrays(msg.value(), msg.key(), now_ms=now)
+            except BadMessage:
+                counts["bad"] += 1
+                continue
+            w = windowers.get(batch.device) or _windower(settings.signal, batch.device)
+            windowers[batch.device] = w
+            parts.setdefault(batch.device, []).append(w.push(batch.sensor, t, xyz))
+            counts["kept"] += 1
+    finally:
+        consumer.close()
+    out = {}
+    for device, w in windowers.items():
+        got = concat_windows([*parts[device], w.flush()], window=settings.signal.window)
+        out[device] = got
+    return out, counts
+
+
+def kafka_windows(settings: Settings, client: Any) -> WindowDataset | None:
+    """The labelled windows of the devices that sent ground truth, rebuilt from the samples
+    topic with the worker's own code; one "recording" per device (``new:stream:{device}``)."""
+    lc = settings.lifecycle
+    truth = labelled_devices(client)
+    if not truth:
+        return None
+    wins, counts = read_samples_topic(
+        settings,
+        set(truth),
+        lookback_s=lc.stream_lookback_s,
+        max_messages=lc.stream_max_messages,
+    )
+    window_ms = settings.signal.window * GRID_MS
+    xs, labs, groups, starts, recs = [], [], [], [], []
+    for i, device in enumerate(sorted(wins)):
+        w = wins[device]
+        lab = label_windows(w.start_ms, truth[device], window_ms, settings.signal.label_purity)
+        keep = np.asarray([v is not None for v in lab], dtype=bool)
+        if not keep.any():
+            continue
+        xs.append(np.asarray(w.x, dtype=np.float32)[keep])
+        labs += [str(v) for v in lab if v is not None]
+        groups += [f"{NEW_PREFIX}stream:{device}"] * int(keep.sum())
+        starts.append(np.asarray(w.start_ms, dtype=np.int64)[keep])
+        recs += [i] * int(keep.sum())
+    log.info(
+        "samples topic: %d messages read, %d of %d labelled devices kept, %d refused; "
+        "%d labelled windows",
+        counts["messages"],
+        counts["kept"],
+        len(truth),
+        counts["bad"],
+        len(labs),
+    )
+    if not labs:
+        return None
+    classes = sorted(set(labs))
+    index = {c: k for k, c in enumerate(classes)}
+    return WindowDataset(
+        x=np.concatenate(xs),
+        y=np.asarray([index[v] for v in labs], dtype=np.int64),
+        classes=classes,
+        groups=np.asarray(groups, dtype=object),
+        start_ms=np.concatenate(starts),
+        recording=np.asarray(recs, dtype=np.int64),
+        source="stream",
+        signal=settings.signal,
+    )

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -46,8 +47,17 @@ TINY = {
 }
 
 
-def _settings(stack: Settings, tmp_path: Path, name: str) -> Settings:
-    return stack.model_copy(update={"data_dir": tmp_path / "data", "model_name": name})
+def _settings(stack: Settings, tmp_path: Path, name: str, **lifecycle: Any) -> Settings:
+    """Isolated: own data dir and model, and a samples topic of its own (the pool reads the
+    samples topic for labelled stream windows)."""
+    s = stack.model_copy(update={"data_dir": tmp_path / "data", "model_name": name})
+    topic = f"t.samples.{name}.{uuid.uuid4().hex[:6]}"
+    return s.model_copy(
+        update={
+            "kafka": s.kafka.model_copy(update={"samples_topic": topic}),
+            "lifecycle": s.lifecycle.model_copy(update=lifecycle),
+        }
+    )
 
 
 def _hash(redis_client: Any, trigger: str) -> dict[str, str]:
@@ -117,6 +127,7 @@ def test_cli_exit_codes_for_refused_and_failed(
     env = dict(subprocess_env)
     env["WEARMON_DATA_DIR"] = str(tmp_path / "data")
     env["WEARMON_MODEL_NAME"] = "wm-retrain-cli"
+    env["WEARMON_KAFKA__SAMPLES_TOPIC"] = f"t.samples.cli.{uuid.uuid4().hex[:6]}"
     cmd = [sys.executable, "-m", "wearmon.cli.main", "model", "retrain", "--quick"]
     ok = subprocess.run(
         [*cmd, "--trigger-id", "cli-ok"], env=env, capture_output=True, text=True, timeout=300
@@ -139,7 +150,7 @@ def test_labelled_stream_windows_join_the_pool(
 ) -> None:
     from stream_processor.sinks import labels_key
 
-    s = _settings(stack, tmp_path, "wm-pool-stream")
+    s = _settings(stack, tmp_path, "wm-pool-stream", stream_source="redis")
     device = f"dev-pool-{tmp_path.name[-6:]}"
     rng = np.random.default_rng(3)
     starts = 1_700_000_000_000 + 2000 * np.arange(20)
@@ -162,3 +173,38 @@ def test_labelled_stream_windows_join_the_pool(
         assert held is not None and int(np.sum(held.groups == f"new:stream:{device}")) >= 1
     finally:
         redis_client.delete(raw_windows_key(device), labels_key(device))
+
+
+def test_labelled_windows_rebuilt_from_the_samples_topic_equal_the_batch_path(
+    stack: Settings, redis_client: Any, subprocess_env: dict[str, str], tmp_path: Path
+) -> None:
+    """What exists today: the samples topic (bounded by Kafka's retention) and the ground
+    truth the worker stores (label:seg:{device}); the pool replays the topic through the
+    worker's checks and windower."""
+    from stream_processor.sinks import labels_key
+    from tests.integration.stream_support import (
+        device_windows,
+        generated_recording,
+        make_run,
+        messages_of,
+        send,
+    )
+
+    rec = generated_recording(tmp_path / "rec", subject=4, seed=4, exercises=3)
+    run = make_run(stack, subprocess_env)
+    device = f"pool-kafka-{run.run}"
+    send(run.settings, messages_of(rec, device))
+    segs = {f"{sp.start_ms}:{sp.end_ms}:{sp.label}": sp.end_ms for sp in rec.labels}
+    redis_client.zadd(labels_key(device), segs)
+    try:
+        ds = P.kafka_windows(run.settings, redis_client)
+    finally:
+        redis_client.delete(labels_key(device))
+    assert ds is not None
+    mine = ds.groups == f"new:stream:{device}"
+    got = dict(zip(ds.start_ms[mine].tolist(), [ds.classes[i] for i in ds.y[mine]], strict=True))
+    sig = run.settings.signal
+    want_w = device_windows(rec, run.settings, device, labels=rec.labels, purity=sig.label_purity)
+    want = dict(zip(want_w.start_ms.tolist(), [str(v) for v in want_w.labels], strict=True))
+    assert len(want) > 10 and got == want
+    np.testing.assert_array_equal(ds.x[mine][0], want_w.x[0])

@@ -9,12 +9,16 @@ raw windows the stream saw.
   ``<stamp>-labels.csv``); files of a sub-folder belong to the wearer named by the folder.
   Their subjects are prefixed ``new:`` (never confused with base subjects). A file that
   cannot be read is skipped, counted and logged, and named in the manifest.
-- **Stream**: raw windows kept by the worker in the Redis stream ``win:raw:{device}``
-  (:func:`raw_windows_key`; entry id ``{window_start_ms}-0``, field ``x``: the 200 x 6 window
-  as little-endian float16 in canonical units) joined with the ground-truth segments the
-  worker stores from the labels topic (``label:seg:{device}``), by the rule of training
-  windows (the majority label must cover ``signal.label_purity`` of the window). Bounded
-  (``MAXLEN ~``) and expiring (TTL) on the worker's side.
+- **Stream**: the windows the stream saw for devices that sent ground truth on the labels
+  topic (the worker stores it as ``label:seg:{device}``), joined by the rule of training
+  windows (the majority label must cover ``signal.label_purity`` of the window). By default
+  (``lifecycle.stream_source = "kafka"``) they are rebuilt from the samples topic, whose
+  retention bounds them: the topic's messages of the last ``lifecycle.stream_lookback_s``
+  go through the worker's own checks (``check_arrays``) and windower (same phase per
+  device), so they are exactly the windows the worker classified. ``"redis"`` reads them
+  from a Redis stream ``win:raw:{device}`` instead (:func:`raw_windows_key`; entry id
+  ``{window_start_ms}-0``, field ``x``: the 200 x 6 window as little-endian float16 in
+  canonical units), for a worker that keeps them (bounded, with a TTL).
 
 New labelled data is split in time: the last ``lifecycle.new_holdout_fraction`` of each
 recording (each stream device) is held out for the promotion gate and never trained on;

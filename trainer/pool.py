@@ -41,7 +41,7 @@ import numpy as np
 
 from stream_processor.sinks import raw_windows_key
 from trainer.datasets import WindowDataset, load_recordings, window_dataset
-from wearmon.errors import BadRecordingError, WearmonError
+from wearmon.errors import BadRecordingError, KafkaUnavailableError, WearmonError
 from wearmon.settings import Settings, SignalSettings
 from wearmon.signals.raw import decode_raw_window
 from wearmon.signals.types import GRID_MS, LabelSpan, Recording
@@ -460,7 +460,7 @@ def read_samples_topic(
     ({device: Windows}, counters). Kafka's retention bounds what is there."""
     import uuid
 
-    from confluent_kafka import OFFSET_END, Consumer, KafkaError, TopicPartition
+    from confluent_kafka import OFFSET_END, Consumer, KafkaError, KafkaException, TopicPartition
 
     from stream_processor.deadletter import BadMessage, check_arrays
     from wearmon.signals.stream import concat_windows
@@ -479,7 +479,12 @@ def read_samples_topic(
     windowers: dict[str, Any] = {}
     keys = {d.encode() for d in devices}
     try:
-        meta = consumer.list_topics(topic, timeout=10)
+        try:
+            meta = consumer.list_topics(topic, timeout=10)
+        except KafkaException as exc:
+            raise KafkaUnavailableError(
+                f"cannot read the samples topic {topic} for labelled stream windows: {exc}"
+            ) from None
         if topic not in meta.topics or meta.topics[topic].error is not None:
             return {}, counts
         since = int((time.time() - lookback_s) * 1000)

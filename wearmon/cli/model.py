@@ -115,8 +115,10 @@ def alias_cmd(
     version: str = typer.Argument(...),
     reason: str = typer.Option("", "--reason", help="Why (recorded with a champion change)."),
 ) -> None:
-    """Point an alias at a version. `champion` is an operator override of the gate: it is
-    published to the workers and recorded like any promotion (see `wearmon model promote`)."""
+    """Point an alias at a version (champion: an operator override, published and recorded).
+
+    `champion` skips the gate of `wearmon model promote`, but like any promotion it is
+    published to the workers and recorded in MLflow with its reason."""
     from trainer import registry
     from trainer.promotion import set_champion
 
@@ -157,9 +159,10 @@ def promote_cmd(
     trigger_id: str = typer.Option(None, "--trigger-id", help="Recorded with the decision."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Decide and record; move nothing."),
 ) -> None:
-    """Gate a challenger against the champion: better on the new labelled data, not worse
-    than a margin on the same held-out base windows; refused without new labels. Exit 2
-    when refused."""
+    """Gate a challenger against the champion and promote it if it passes (exit 2: refused).
+
+    It must beat the champion on held-out new labelled data and not be worse than a margin
+    on the same held-out base windows; without new labels it is refused."""
     from trainer import registry
     from trainer.promotion import decide_and_promote, new_trigger_id
 
@@ -236,8 +239,9 @@ def retrain_cmd(
         "--quick, else from scratch; lifecycle.init_from)",
     ),
 ) -> None:
-    """Train a challenger from the training pool and gate it (trainer/retrain.py); writes
-    retrain:{trigger_id}. Exit 0 when promoted or refused, 1 when it failed."""
+    """Train a challenger from the training pool and gate it (what the monitor runs).
+
+    Writes retrain:{trigger_id}; exit 0 when promoted or refused, 1 when it failed."""
     from trainer.retrain import retrain
 
     settings = settings_of(ctx)

@@ -264,3 +264,24 @@ def test_the_service_process_checks_serves_metrics_and_reports_status(
         [*cmd, "status"], env=env, capture_output=True, text=True, timeout=60, check=True
     ).stdout
     assert "policy: OK" in words and "last 1 checks:" in words and "ok     score" in words
+
+
+def test_undecodable_live_entries_are_skipped_and_counted(redis_client: Any, seglearn: Any) -> None:
+    from monitoring.service import read_live
+
+    _clean(redis_client)
+    good = _live(seglearn, "9", 3)
+    _push(redis_client, good[:2], "dev-a", 1_000)
+    redis_client.xadd(keys.FEATURES_KEY, {"device": "dev-b", "f": "not json"})
+    redis_client.xadd(keys.FEATURES_KEY, {"device": "dev-b", "f": json.dumps([1.0] * 3)})
+    nan = [float("nan")] * len(FEATURE_NAMES)
+    redis_client.xadd(keys.FEATURES_KEY, {"device": "dev-b", "f": json.dumps(nan)})
+    _push(redis_client, good[2:], "dev-c", 9_000)
+    out = read_live(redis_client, None, 100)
+    assert out.bad == 3 and out.batch is not None and len(out.batch) == 3
+    assert out.batch.devices.tolist() == ["dev-a", "dev-a", "dev-c"]  # oldest first
+    assert np.allclose(out.batch.features, np.round(good, 6))
+    assert out.batch.confidence.tolist() == [0.93] * 3
+    newest = out.newest_id
+    assert read_live(redis_client, newest, 100).batch is None  # nothing after the cursor
+    assert len(read_live(redis_client, None, 2).batch or []) == 1  # the newest 2: one bad

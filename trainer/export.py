@@ -380,6 +380,14 @@ def export_and_check(
     xs = probe_windows(scaler, window=window)
     reference = keras_reference(keras_model, xs)
     path, reused = cached_files(directory, keras_model, model_path, name)
-    runner = make_runner(name, path, threads=threads)
+    try:
+        runner = make_runner(name, path, threads=threads)
+    except ExportError as exc:
+        if not reused:
+            raise
+        log.warning("cached %s does not load (%s): converting again", path, exc)
+        (directory / SERVING_DIR / STAMP_FILE).unlink(missing_ok=True)
+        path, reused = cached_files(directory, keras_model, model_path, name)
+        runner = make_runner(name, path, threads=threads)
     agree = check_agreement(name, runner, xs, reference)
     return Exported(runner=runner, agreement=agree, reused=reused, path=path)

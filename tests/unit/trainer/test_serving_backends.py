@@ -83,15 +83,17 @@ def test_failed_conversion_falls_back_to_tf_with_a_logged_reason(
 
 
 @pytest.mark.slow
-def test_a_broken_cached_export_is_refused(
+def test_a_broken_cached_export_is_converted_again(
     tiny_dir: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     from_dir(tiny_dir, "1", backend="onnx")  # converts and stamps
-    (tiny_dir / export.SERVING_DIR / export.ONNX_FILE).write_bytes(b"not onnx")
-    with caplog.at_level(logging.WARNING, logger="trainer.serving"):
+    cached = tiny_dir / export.SERVING_DIR / export.ONNX_FILE
+    cached.write_bytes(b"not onnx")
+    with caplog.at_level(logging.WARNING, logger="trainer.export"):
         served = from_dir(tiny_dir, "1", backend="onnx")
-    assert served.backend == "tf"
-    assert "ONNX Runtime load of model.onnx failed" in served.backend_info["refused"]["onnx"]
+    assert served.backend == "onnx" and served.backend_info["reused_cache"] is False
+    assert any("does not load" in r.getMessage() for r in caplog.records)
+    assert cached.read_bytes() != b"not onnx"
 
 
 def test_the_setting_is_validated_and_read_from_the_environment(

@@ -208,3 +208,76 @@ def test_labelled_windows_rebuilt_from_the_samples_topic_equal_the_batch_path(
     want = dict(zip(want_w.start_ms.tolist(), [str(v) for v in want_w.labels], strict=True))
     assert len(want) > 10 and got == want
     np.testing.assert_array_equal(ds.x[mine][0], want_w.x[0])
+
+
+@pytest.mark.slow
+def test_closed_loop_labels_on_the_stream_to_a_promoted_model_the_worker_serves(
+    stack: Settings, redis_client: Any, subprocess_env: dict[str, str], tmp_path: Path
+) -> None:
+    """Axis-swapped data streams through a real worker with ground truth on the labels
+    topic; `wearmon model retrain` (the monitor's command) builds its pool from the samples
+    topic + the stored labels, trains, gates, promotes, publishes; the worker swaps."""
+    from tests.integration.stream_support import (
+        _fields,
+        generated_recording,
+        make_run,
+        messages_of,
+        send,
+        start_worker,
+        stop_worker,
+        wait_for,
+    )
+    from wearmon.schemas import LabelSegment, SampleBatch, encode
+
+    run = make_run(
+        stack,
+        subprocess_env,
+        WEARMON_STREAM__JIT_COMPILE="false",
+        WEARMON_LIFECYCLE__MIN_NEW_WINDOWS="5",
+    )
+    champ = _champion(run.settings)
+    rec = generated_recording(tmp_path / "rec", subject=4, seed=5, exercises=6)
+    device = f"loop-{run.run}"
+    swapped = [SampleBatch(**{**_fields(m), "x": m.y, "y": m.x}) for m in messages_of(rec, device)]
+    log = tmp_path / "worker.log"
+    worker = start_worker(run.env, log)
+    try:
+        from confluent_kafka import Producer
+
+        send(run.settings, swapped)
+        p = Producer({"bootstrap.servers": run.settings.kafka.bootstrap_servers})
+        for sp in rec.labels:
+            seg = LabelSegment(
+                device=device, start_ms=sp.start_ms, end_ms=sp.end_ms, label=sp.label
+            )
+            p.produce(run.settings.kafka.labels_topic, key=device.encode(), value=encode(seg))
+        assert p.flush(30) == 0
+        wait_for(
+            lambda: redis_client.zcard(f"label:seg:{device}") == len(rec.labels),
+            120,
+            [worker],
+            log,
+            "the worker storing the ground truth",
+        )
+        out = subprocess.run(
+            [sys.executable, "-m", "wearmon.cli.main", "model", "retrain", "--quick",
+             "--init-from", "none", "--trigger-id", f"loop-{run.run}"],
+            env=run.env, capture_output=True, text=True, timeout=600,
+        )  # fmt: skip
+        assert out.returncode == 0, out.stderr[-3000:]
+        h = _hash(redis_client, f"loop-{run.run}")
+        assert h["status"] == "promoted", h
+        assert h["champion_version"] == champ and h["challenger_version"] == "2"
+        wait_for(
+            lambda: "now serving model version 2" in log.read_text(),
+            30,
+            [worker],
+            log,
+            "the worker serving the promoted version",
+        )
+    finally:
+        stop_worker(worker)
+    rec_ = promotion.read_decisions(run.settings, "2")[0]
+    assert rec_["decision"] == "promoted" and rec_["params"]["published"] == "true"
+    assert rec_["params"]["pool.stream"].split()[0] != "0"  # windows from the stream
+    print(h["reason"])

@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -65,6 +65,15 @@ class CheckConfig:
     #: ... against at most this many reference windows (a fixed random sample)
     feature_ref: int = 5000
     seed: int = 0
+
+
+def config_for(calibration: Mapping[str, Any], base: CheckConfig = CheckConfig()) -> CheckConfig:
+    """The check configuration a calibration was made with (its statistics must be computed
+    the same way to be compared with its thresholds); ``base`` keeps its live-side sizes."""
+    made = dict(calibration.get("config") or {})
+    keep = {"max_live": base.max_live, "feature_ref": base.feature_ref}
+    known = {k: v for k, v in made.items() if k in CheckConfig.__dataclass_fields__}
+    return CheckConfig(**{**asdict(base), **known, **keep})
 
 
 @dataclass(frozen=True)

@@ -16,9 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import subprocess
-import sys
 import threading
 import time
 import urllib.error
@@ -31,7 +29,15 @@ from typing import Any
 import numpy as np
 
 from monitoring import keys
-from monitoring.drift import CheckConfig, DriftResult, LiveBatch, Reference, align, check
+from monitoring.drift import (
+    CheckConfig,
+    DriftResult,
+    LiveBatch,
+    Reference,
+    align,
+    check,
+    config_for,
+)
 from monitoring.metrics import MonitorMetrics
 from monitoring.policy import (
     RETRAINING,
@@ -52,6 +58,8 @@ from wearmon.signals.features import FEATURE_NAMES
 log = logging.getLogger(__name__)
 
 FINAL = ("promoted", "refused", "failed")
+#: a promotion reaches the monitor's reference within this many seconds
+CHAMPION_TTL_S = 15.0
 #: consecutive loop turns (about a second apart) without Redis after which the service stops
 MAX_REDIS_FAILURES = 30
 
@@ -172,13 +180,19 @@ class References:
         self.settings = settings
         self.cfg = cfg
         self._cache: dict[str, Reference] = {}
+        self._champion: tuple[float, str] | None = None
 
     def champion(self) -> str:
+        """The champion's version, looked up in the registry at most every CHAMPION_TTL_S."""
         from trainer import registry
 
+        now = time.monotonic()
+        if self._champion is not None and now - self._champion[0] < CHAMPION_TTL_S:
+            return self._champion[1]
         v = registry.alias_version(self.settings)
         if v is None:
             raise MonitorError(f"{self.settings.model_name} has no champion to check against")
+        self._champion = (now, str(v))
         return str(v)
 
     def get(self, version: str) -> Reference:
@@ -198,8 +212,9 @@ class References:
             profile, _ = base_features(self.settings)
         cal = calibration_for(self.settings, version, profile)
         counts = (meta.get("data") or {}).get("class_counts") or {}
+        cfg = config_for(cal, self.cfg)
         return build_reference(
-            profile, version=version, calibration=cal, class_counts=counts, cfg=self.cfg
+            profile, version=version, calibration=cal, class_counts=counts, cfg=cfg
         )
 
 
@@ -287,48 +302,22 @@ class Monitor:
 
     # the retraining process ----------------------------------------------------------
 
-    def retrain_command(self, trigger_id: str) -> list[str]:
-        return [
-            sys.executable, "-m", "wearmon.cli.main", "model", "retrain",
-            "--trigger-id", trigger_id, *self.settings.monitor.retrain_args,
-        ]  # fmt: skip
-
-    def retrain_env(self) -> dict[str, str]:
-        """The child's environment: this one, plus where this monitor's data, registry and
-        servers are (its settings may have been set in code, not in the environment)."""
-        st = self.settings
-        env = dict(os.environ)
-        env.update(
-            {
-                "WEARMON_DATA_DIR": str(Path(st.data_dir).resolve()),
-                "WEARMON_MODEL_NAME": st.model_name,
-                "WEARMON_REDIS__URL": st.redis.url,
-                "WEARMON_KAFKA__BOOTSTRAP_SERVERS": st.kafka.bootstrap_servers,
-            }
-        )
-        if st.mlflow_tracking_uri:
-            env["WEARMON_MLFLOW_TRACKING_URI"] = st.mlflow_tracking_uri
-        return env
-
     def _start_retraining(self, trigger_id: str) -> None:
+        """``wearmon model retrain --trigger-id ID`` in its own, niced process, with this
+        monitor's settings (wearmon.processes), output in data_dir/monitor/retrain/ID.log."""
+        from wearmon import processes
+
         self.metrics.retrainings.labels(result="started").inc()
-        if not self.settings.monitor.retrain:
+        m = self.settings.monitor
+        if not m.retrain:
             log.info("retraining %s not started (monitor.retrain is off)", trigger_id)
             return
-        logdir = Path(self.settings.data_dir) / "monitor" / "retrain"
-        logdir.mkdir(parents=True, exist_ok=True)
-        nice = self.settings.monitor.retrain_nice
-        with (logdir / f"{trigger_id}.log").open("ab") as out:
-            self.proc = subprocess.Popen(
-                self.retrain_command(trigger_id),
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                env=self.retrain_env(),
-            )
-        if nice:  # lower its CPU priority at once (no preexec_fn: the monitor has threads)
-            prio = min(19, os.getpriority(os.PRIO_PROCESS, 0) + nice)
-            os.setpriority(os.PRIO_PROCESS, self.proc.pid, prio)
-        log.info("retraining %s started (pid %d, nice %d)", trigger_id, self.proc.pid, nice)
+        args = ["model", "retrain", "--trigger-id", trigger_id, *m.retrain_args]
+        logfile = Path(self.settings.data_dir) / "monitor" / "retrain" / f"{trigger_id}.log"
+        self.proc = processes.start(self.settings, args, logfile, nice=m.retrain_nice)
+        log.info(
+            "retraining %s started (pid %d, nice +%d)", trigger_id, self.proc.pid, m.retrain_nice
+        )
 
     def poll_retraining(self) -> Step | None:
         """Feed the result of a finished retraining (process exit or its Redis hash)."""
@@ -355,14 +344,11 @@ class Monitor:
 
     def stop_retraining(self) -> None:
         """Stop a running retraining (the monitor stops): it counts as failed."""
+        from wearmon import processes
+
         if self.proc is None or self.proc.poll() is not None:
             return
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
+        processes.stop(self.proc, timeout_s=10)
         self.proc = None
         self.metrics.retrainings.labels(result="failed").inc()
         ev = RetrainFinished(self.clock(), self.state.trigger_id, "failed", "the monitor stopped")
@@ -387,7 +373,7 @@ class Monitor:
                 now, None, f"{n} new windows (< {self.settings.monitor.min_windows})", s.transitions
             )
         ref = self.references.get(self.references.champion())
-        res = check(live.batch, ref, now, self.cfg)
+        res = check(live.batch, ref, now, config_for(ref.calibration, self.cfg))
         self.metrics.check_seconds.observe(time.perf_counter() - t0)
         self.metrics.observe_check(res, now / 1000)
         self._quality()

@@ -2,9 +2,10 @@
 
 Faust does the consuming, the consumer group and the offset commits. Sample messages go
 from Faust's fetch loop straight to :meth:`Processor.handle` (no per-event stream, see
-:func:`_deliver_directly`); a message is acked (so its offset may be committed) only when a
-Redis checkpoint covers it (see :mod:`stream_processor.processor` and docs/stream.md). The batch
-loop is a Faust task; inference, Kafka sends and Redis writes run in one worker thread.
+:mod:`stream_processor.faust_adapter`, the one home of Faust internals); a message is acked
+(so its offset may be committed) only when a Redis checkpoint covers it (see
+:mod:`stream_processor.processor` and docs/stream.md). The batch loop is a Faust task;
+inference, Kafka sends and Redis writes run in one worker thread.
 """
 
 from __future__ import annotations
@@ -13,13 +14,13 @@ import asyncio
 import contextlib
 import logging
 import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 import faust
 
+from stream_processor import faust_adapter as fa
 from stream_processor.metrics import StreamMetrics
 from stream_processor.models import ModelManager
 from stream_processor.processor import (
@@ -49,42 +50,6 @@ FETCH_BYTES_PER_PARTITION = 8 * 1024 * 1024
 #: wakes up for I/O. Measured at 1,000 devices with two workers: message-to-cut-window p99
 #: 2.0 s with 5 ms, 0.2 s with 0.5 ms (docs/stream.md).
 GIL_SWITCH_S = 0.0005
-
-
-class _App(faust.App):
-    """faust.App that asks for a checkpoint as soon as a rebalance starts, and that cannot
-    take longer than ``stop_deadline_s`` to stop."""
-
-    rebalance_hook: Any = None
-    stop_hook: Any = None
-    stop_deadline_s: float = 30.0
-
-    def on_rebalance_start(self) -> None:
-        super().on_rebalance_start()
-        if self.rebalance_hook is not None:
-            self.rebalance_hook()
-
-    async def on_stop(self) -> None:
-        if self.stop_hook is not None:
-            self.stop_hook()
-        _stop_watchdog(self.stop_deadline_s)
-        await super().on_stop()
-
-
-def _stop_watchdog(deadline_s: float) -> None:
-    """End the process if stopping takes longer than ``deadline_s`` (a Redis or Kafka that
-    does not answer must not keep a stopping worker alive). Nothing is lost: offsets are
-    committed only up to the last checkpoint, so the next owner reads the rest again."""
-    import os
-    import threading
-
-    def watch() -> None:
-        time.sleep(deadline_s)
-        log.error("worker still stopping after %.0f s: exiting without finishing", deadline_s)
-        logging.shutdown()
-        os._exit(1)
-
-    threading.Thread(target=watch, name="wearmon-stop-watchdog", daemon=True).start()
 
 
 @dataclass
@@ -155,7 +120,7 @@ def build_app(
     proc = Processor(settings, sink=sink, producer=producer, model_manager=models, metrics=metrics)
     k = settings.kafka
     s = settings.stream
-    app = _App(
+    app = fa.App(
         settings.stream.app_id,
         broker=k.faust_broker_url(),
         broker_credentials=faust_credentials(k),
@@ -255,7 +220,7 @@ def build_app(
         proc.restore(p, offset, states, legacy)
         return True
 
-    consumer_ack = _acker(app)
+    consumer_ack = fa.acker(app)
 
     def take(message: Any) -> None:
         """Process one sample message of the current generation (flow open, partition
@@ -304,9 +269,9 @@ def build_app(
             metrics.backpressure.set(0)
         take(message)
 
-    _deliver_directly(app, samples, on_sample)
-    _take_in_fetch(app, samples.get_topic_name(), take_now, seeking)
-    _fetch_max_wait(app, k.consumer_fetch_max_wait_ms)
+    fa.deliver_directly(app, samples, on_sample)
+    fa.take_in_fetch(app, samples.get_topic_name(), take_now, seeking)
+    fa.fetch_max_wait(app, k.consumer_fetch_max_wait_ms)
 
     @app.agent(labels, name="wearmon-labels")
     async def consume_labels(stream: Any) -> None:
@@ -428,104 +393,6 @@ def build_app(
         )
 
     return Worker(app=app, processor=proc, models=models, metrics=metrics, sink=sink)
-
-
-def _acker(app: faust.App) -> Any:
-    def ack(message: Any) -> None:
-        message.ack(app.consumer)  # the offset may be committed once all before it are
-
-    return ack
-
-
-def _deliver_directly(app: faust.App, topic: Any, handler: Any) -> None:
-    """Subscribe ``topic`` and hand its messages to ``handler(message)`` from the consumer's
-    fetch loop, without Faust's per-event machinery (Event, channel queue, Stream iteration,
-    stream sensors): that path cost about as much CPU as all of wearmon's own work per
-    sample message (py-spy profile of the worker, docs/stream.md). Offsets, acks, commits,
-    flow control and rebalances stay Faust's: the handler acquires flow control, skips
-    messages of an older consumer generation, tracks each message as pending until acked.
-    Other topics keep the usual agents."""
-    conductor: Any = app.topics
-    build = conductor._build_handler  # per-TP callback factory (faust-streaming 0.15)
-
-    def build_handler(tp: Any, channels: Any) -> Any:
-        return handler if tp.topic == topic.get_topic_name() else build(tp, channels)
-
-    conductor._build_handler = build_handler
-    conductor.add(topic)
-
-
-def _take_in_fetch(app: faust.App, topic: str, take_now: Any, seeking: dict[int, int]) -> None:
-    """Handle messages of ``topic`` inside the consumer's ``getmany`` when ``take_now`` can
-    (no await needed); only the others reach Faust's fetch loop.
-
-    Faust's loop awaits each message through ``Service.wait_first`` (four tasks and an
-    ``asyncio.wait`` per message) and a lock: at 4,000 sample messages/s that was a quarter
-    of the event loop's CPU (py-spy, docs/stream.md). What the loop does per message is
-    kept for the messages taken here: messages below the read offset are skipped, the read
-    offset advances, offset gaps are recorded as Faust records them (acks are enabled for
-    the topic), the consumer commits every ``broker_commit_every`` acks, and the loop yields
-    to other tasks every 100 messages. A partition in ``seeking`` (sought back to an older
-    checkpoint) drops messages from the first one fetched before the seek on; its first
-    message below that is the seek's: the read offset (which Faust's loop moved to the
-    dropped message) is cleared for it. Relies on faust-streaming 0.15 internals
-    (``Consumer.getmany``, ``_read_offset``, ``_add_gap``, ``_n_acked``); pinned."""
-    consumer: Any = app.consumer
-    fetch = consumer.getmany
-    read_offset = consumer._read_offset
-    acks_enabled_for = app.topics.acks_enabled_for
-
-    async def getmany(timeout: float) -> Any:
-        n = 0
-        async for tp, message in fetch(timeout=timeout):
-            if tp.topic != topic:
-                yield tp, message
-                continue
-            offset = message.offset
-            if seeking and tp.partition in seeking:
-                if offset >= seeking[tp.partition]:
-                    continue  # fetched before the seek back
-                read_offset[tp] = None
-            last = read_offset[tp]
-            if last is not None and offset < last:
-                continue  # read again after a seek; Faust's loop drops these as well
-            if not take_now(message):
-                yield tp, message
-                continue
-            if last and offset - last > 1 and acks_enabled_for(topic):
-                await consumer._add_gap(tp, last + 1, offset)
-            read_offset[tp] = offset
-            commit_every = consumer._commit_every
-            if commit_every is not None and consumer._n_acked >= commit_every:
-                consumer._n_acked = 0
-                await consumer.commit()
-            n += 1
-            if n % 100 == 0:
-                await asyncio.sleep(0)
-
-    consumer.getmany = getmany
-
-
-def _fetch_max_wait(app: faust.App, ms: int) -> None:
-    """Let the broker hold a fetch at most ``ms`` (Faust fixes aiokafka's at 1,500 ms).
-
-    aiokafka sends one fetch at a time per broker, for the partitions it holds no records
-    of. While sample records wait in its buffer, that fetch asks only for the idle labels
-    partitions, and the broker holds it for the whole wait: no sample was fetched for
-    1.5 s (measured: batches of 3,200 messages 1.6-1.8 s old, then the backlog). The value
-    is set on the aiokafka consumer Faust creates, before it starts (faust-streaming 0.15
-    internals: ``Consumer._thread._create_worker_consumer``, aiokafka's
-    ``_fetch_max_wait_ms``)."""
-    consumer: Any = app.consumer
-    thread: Any = consumer._thread
-    create = thread._create_worker_consumer
-
-    def create_worker_consumer(transport: Any) -> Any:
-        consumer = create(transport)
-        consumer._fetch_max_wait_ms = int(ms)
-        return consumer
-
-    thread._create_worker_consumer = create_worker_consumer
 
 
 def update_lag(consumer: Any, proc: Processor, metrics: StreamMetrics, topic: str) -> None:

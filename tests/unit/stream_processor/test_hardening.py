@@ -141,8 +141,8 @@ def test_a_retry_after_kafka_delivery_writes_redis_only() -> None:
         fail = True
 
         def write(
-        self, preds: Any, features: Any = None, checkpoints: Any = (), raw: Any = None
-    ) -> Any:
+            self, preds: Any, features: Any = None, checkpoints: Any = (), raw: Any = None
+        ) -> Any:
             if self.fail:
                 self.fail = False
                 raise OSError("redis down")

@@ -1,16 +1,17 @@
 """One drift check: live window features against the champion's reference profile (pure).
 
-The check (docs/drift.md, "Method") compares the live per-window features with the reference
-profile of the serving model version in three ways, each scored against a threshold that was
+The check (docs/drift.md, "What a check does") compares the live per-window features with
+the reference profile of the serving model version in three ways, each scored against a
+threshold that was
 calibrated on normal between-person variation of the training data (monitoring.calibration),
 so that a score of 1.0 is the decision threshold:
 
-- a classifier two-sample test (C2ST): a logistic regression, cross-validated, tells a sample
-  of the live windows from a sample of the reference; its out-of-fold AUC, as
+- a classifier two-sample test (C2ST): a logistic regression, cross-validated, tells the
+  newest live windows from a sample of the reference; its out-of-fold AUC, as
   ``-ln(1 - AUC)``, is the statistic;
 - a physics check: the gravity magnitude, the median ``acc_mag_mean`` of the quieter half of
-  the windows (lowest ``acc_mag_std``), as ``|ln(median / g)|``: gravity is the same for
-  every person, so a gain error shows there first;
+  the newest windows (lowest ``acc_mag_std``), as ``|ln(median / g)|``: gravity is the same
+  for every person, so a gain error shows there first;
 - per feature, an Evidently stat test chosen per feature (:data:`FEATURE_METHODS`), reported
   as the share of features over their calibrated thresholds and the top features.
 
@@ -50,7 +51,8 @@ ALWAYS_EXPORTED: tuple[str, ...] = ("acc_mag_mean", "gyro_mag_mean")
 
 @dataclass(frozen=True)
 class CheckConfig:
-    #: live windows in the C2ST sample (the calibrated size; one device's 200 s)
+    #: the newest live windows the decision (C2ST, gravity) looks at; the calibration's
+    #: check size (100 windows: 200 s of one device, 20 s of ten)
     c2st_live: int = 100
     #: reference windows in the C2ST sample
     c2st_ref: int = 2000
@@ -263,14 +265,11 @@ def check(
     cal = ref.calibration
     thr = cal["thresholds"]
     live = batch.features[-cfg.max_live :]
-    rng = np.random.default_rng(cfg.seed + at_ms % 1_000_003)
-    sample = (
-        live
-        if len(live) <= cfg.c2st_live
-        else live[rng.choice(len(live), cfg.c2st_live, replace=False)]
-    )
-    c2st = c2st_stat(ref.c2st_sample, sample, cfg) / float(thr["c2st"])
-    grav = gravity_stat(live) / float(thr["gravity"])
+    # the decision looks at the newest windows, as many as the calibration's checks held:
+    # the same statistic at the same size as calibrated, and the quickest to see an onset
+    newest = live[-cfg.c2st_live :]
+    c2st = c2st_stat(ref.c2st_sample, newest, cfg) / float(thr["c2st"])
+    grav = gravity_stat(newest) / float(thr["gravity"])
     raw = feature_stats(ref.features, live)
     fthr = thr["features"]
     fscore = {n: v / float(fthr[n]) for n, v in raw.items()}

@@ -221,16 +221,101 @@ def _atomic_write(dest: Path, write: Any) -> None:
         Path(tmp).unlink(missing_ok=True)
 
 
-def export_onnx(keras_model: Any, dest: Path) -> None:
-    """Keras 3's ONNX export (tf2onnx) of ``keras_model`` to ``dest``."""
+def _batchnorm_affine(layer: Any) -> tuple[np.ndarray, np.ndarray]:
+    """A BatchNormalization layer at inference as y = x * s + c (per channel)."""
+    w = {v.path.split("/")[-1]: np.asarray(v.numpy(), np.float64) for v in layer.weights}
+    n = int(w["moving_mean"].shape[0])
+    s = w.get("gamma", np.ones(n)) / np.sqrt(w["moving_variance"] + layer.epsilon)
+    return s, w.get("beta", np.zeros(n)) - w["moving_mean"] * s
+
+
+def _fold_into(kernel: np.ndarray, bias: np.ndarray, s: np.ndarray, c: np.ndarray) -> list[Any]:
+    """A kernel (..., in, out) and bias applied to x * s + c, as a kernel and bias on x."""
+    k = kernel.astype(np.float64)
+    scale = s.reshape([1] * (k.ndim - 2) + [-1, 1])
+    shift = np.einsum("io,i->o", k.reshape(-1, *k.shape[-2:]).sum(axis=0), c)
+    return [(k * scale).astype(np.float32), (bias.astype(np.float64) + shift).astype(np.float32)]
+
+
+def _folded_weights(
+    layer: Any, w: list[np.ndarray], s: np.ndarray, c: np.ndarray
+) -> list[Any] | None:
+    """The weights of ``layer`` with a preceding per-channel affine folded in; None where
+    that is not exact (padding, no bias, another layer type)."""
+    from keras import layers
+
+    if isinstance(layer, layers.Conv1D) and layer.padding == "valid" and layer.use_bias:
+        return _fold_into(w[0], w[1], s, c) if layer.groups == 1 else None
+    if isinstance(layer, layers.Dense) and layer.use_bias:
+        return _fold_into(w[0], w[1], s, c)
+    inner = getattr(layer, "forward_layer", None)
+    if isinstance(layer, layers.Bidirectional) and isinstance(inner, layers.LSTM) and len(w) == 6:
+        # [kernel, recurrent kernel, bias] of the forward, then the backward LSTM
+        fk, fb = _fold_into(w[0], w[2], s, c)
+        bk, bb = _fold_into(w[3], w[5], s, c)
+        return [fk, w[1], fb, bk, w[4], bb]
+    return None
+
+
+def fold_batchnorm(model: Any) -> Any | None:
+    """The same function as a Sequential ``model`` without its BatchNormalization and
+    Dropout layers: each batch norm (an affine map at inference) is folded into the input
+    side of the next linear layer (Conv1D with valid padding, Dense after an optional
+    Flatten, a bidirectional LSTM's input kernels). None when some batch norm cannot be
+    folded exactly. Saves ONNX Runtime the Mul/Add after each layer (measured 4-16 %)."""
+    import keras
+    from keras import layers
+
+    if not isinstance(model, keras.Sequential):
+        return None
+    kept: list[tuple[Any, list[Any]]] = []
+    pending: tuple[np.ndarray, np.ndarray] | None = None
+    for layer in model.layers:
+        if isinstance(layer, layers.Dropout):
+            continue  # the identity at inference
+        if isinstance(layer, layers.BatchNormalization):
+            if pending is not None or layer.axis not in (-1, len(layer.input.shape) - 1):
+                return None
+            pending = _batchnorm_affine(layer)
+            continue
+        w: list[Any] | None = [np.asarray(a) for a in layer.get_weights()]
+        if pending is not None and isinstance(layer, layers.Flatten):
+            steps = int(np.prod(layer.input.shape[1:-1]))
+            pending = (np.tile(pending[0], steps), np.tile(pending[1], steps))
+        elif pending is not None:
+            w = _folded_weights(layer, w or [], *pending)
+            if w is None:
+                return None
+            pending = None
+        kept.append((keras.layers.deserialize(keras.layers.serialize(layer)), w or []))
+    if pending is not None:
+        return None
+    folded = keras.Sequential(
+        [keras.Input(shape=model.input_shape[1:]), *(lay for lay, _ in kept)],
+        name=f"{model.name}_folded",
+    )
+    for lay, (_, w) in zip(folded.layers, kept, strict=True):
+        lay.set_weights(w)
+    return folded
+
+
+def export_onnx(keras_model: Any, dest: Path) -> bool:
+    """Keras 3's ONNX export (tf2onnx) of ``keras_model`` to ``dest``, its batch norms
+    folded where :func:`fold_batchnorm` can; returns whether they were."""
+    folded: list[bool] = []
 
     def write(tmp: Path) -> None:
         with _converting("ONNX export"):
-            shape = tuple(keras_model.input_shape[1:])
-            keras_model.predict_on_batch(np.zeros((1, *shape), dtype=np.float32))  # built
-            keras_model.export(str(tmp), format="onnx", verbose=False)
+            zeros = np.zeros((1, *keras_model.input_shape[1:]), dtype=np.float32)
+            keras_model.predict_on_batch(zeros)  # export needs a model that has been called
+            model = fold_batchnorm(keras_model)
+            folded.append(model is not None)
+            model = model or keras_model
+            model.predict_on_batch(zeros)
+            model.export(str(tmp), format="onnx", verbose=False)
 
     _atomic_write(dest, write)
+    return bool(folded and folded[0])
 
 
 def quantize_int8(src: Path, dest: Path) -> None:
@@ -263,13 +348,19 @@ def cached_files(
     if reused:
         return want, True
     t0 = time.perf_counter()
+    folded = stamp.get("batchnorm_folded", False) if fresh else False
     if not (fresh and (out / ONNX_FILE).is_file()):
-        export_onnx(keras_model, out / ONNX_FILE)
+        folded = export_onnx(keras_model, out / ONNX_FILE)
     if name == "onnx-int8":
         quantize_int8(out / ONNX_FILE, want)
     files = dict(stamp.get("files", {})) if fresh else {}
     files[want.name] = round(time.perf_counter() - t0, 2)
-    new_stamp = {"source": model_path.name, "source_sha256": source, "files": files}
+    new_stamp = {
+        "source": model_path.name,
+        "source_sha256": source,
+        "batchnorm_folded": folded,
+        "files": files,
+    }
     _atomic_write(stamp_path, lambda tmp: tmp.write_text(json.dumps(new_stamp, indent=2)))
     log.info("exported %s for %s in %.1f s", want.name, directory.name, files[want.name])
     return want, False

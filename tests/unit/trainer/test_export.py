@@ -102,3 +102,79 @@ def test_cache_is_keyed_by_the_model_file(tiny_config: ModelConfig, tmp_path: Pa
 def test_unknown_backend_is_a_named_error(tmp_path: Path) -> None:
     with pytest.raises(ExportError, match="unknown inference backend 'tensorrt'"):
         export.make_runner("tensorrt", tmp_path / "m.onnx")
+
+
+def _bn_sequential(padding: str = "valid") -> object:
+    """A small model of the thesis model's shape: conv/BN/dropout, BiLSTM/BN, flatten/dense/BN,
+    with batch-norm statistics far from the identity."""
+    import keras
+    from keras import layers
+
+    keras.utils.set_random_seed(7)
+    model = keras.Sequential(
+        [
+            keras.Input((40, 6)),
+            layers.Conv1D(8, 2, activation="relu", padding=padding),
+            layers.BatchNormalization(),
+            layers.Dropout(0.3),
+            layers.Conv1D(8, 3, activation="relu"),
+            layers.BatchNormalization(),
+            layers.Bidirectional(layers.LSTM(6, return_sequences=True)),
+            layers.BatchNormalization(),
+            layers.Dropout(0.2),
+            layers.Flatten(),
+            layers.Dense(10, activation="relu"),
+            layers.BatchNormalization(),
+            layers.Dense(3, activation="softmax"),
+        ]
+    )
+    rng = np.random.default_rng(7)
+    for layer in model.layers:
+        if isinstance(layer, layers.BatchNormalization):
+            n = layer.weights[0].shape[0]
+            layer.set_weights(
+                [
+                    rng.uniform(0.5, 2, n),
+                    rng.normal(0, 0.5, n),
+                    rng.normal(0, 1, n),
+                    rng.uniform(0.2, 3, n),
+                ]
+            )
+    return model
+
+
+def test_batchnorm_folding_keeps_the_function() -> None:
+    from keras import layers
+
+    model = _bn_sequential()
+    folded = export.fold_batchnorm(model)
+    assert folded is not None
+    kinds = {type(lay) for lay in folded.layers}
+    assert layers.BatchNormalization not in kinds and layers.Dropout not in kinds
+    xs = np.random.default_rng(8).normal(size=(16, 40, 6)).astype(np.float32)
+    want = export.keras_reference(model, xs)
+    got = export.keras_reference(folded, xs)
+    np.testing.assert_allclose(got, want, atol=2e-6)
+    assert (got.argmax(1) == want.argmax(1)).all()
+
+
+def test_batchnorm_that_cannot_fold_exactly_leaves_the_model_alone() -> None:
+    import keras
+    from keras import layers
+
+    # a "same"-padded convolution before the batch norm is fine (the BN folds forward)
+    assert export.fold_batchnorm(_bn_sequential(padding="same")) is not None
+    # ... after it, not: its zero padding would not be shifted like the BN's output
+    seq = keras.Sequential(
+        [
+            keras.Input((40, 6)),
+            layers.BatchNormalization(),
+            layers.Conv1D(4, 3, padding="same"),
+            layers.Flatten(),
+            layers.Dense(2, activation="softmax"),
+        ]
+    )
+    assert export.fold_batchnorm(seq) is None
+    inp = keras.Input((40, 6))
+    h = layers.Flatten()(layers.BatchNormalization()(inp))
+    assert export.fold_batchnorm(keras.Model(inp, layers.Dense(2)(h))) is None  # not Sequential

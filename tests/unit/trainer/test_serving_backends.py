@@ -131,6 +131,10 @@ def test_thesis_model_backends(settings: Settings, thesis_dir: Path, tmp_path: P
     directory = version_dir(settings, version)
     served = from_dir(directory, version, backend="auto", threads=1)
     assert served.backend == "onnx"
+    import json
+
+    stamp = json.loads((directory / export.SERVING_DIR / export.STAMP_FILE).read_text())
+    assert stamp["batchnorm_folded"] is True  # the thesis model's five batch norms
     x = load_dataset("seglearn").x[::4]
     from wearmon.signals.normalize import standardize
 

@@ -22,6 +22,7 @@ from monitoring.drift import Reference, build_reference
 from monitoring.metrics import MonitorMetrics
 from monitoring.policy import COOLDOWN, DRIFT, OK, RETRAINING, SUSPECT, PolicyStore
 from monitoring.service import Monitor, describe, status
+from tests.unit.dashboards.test_push import grafana  # noqa: F401 (the fixture)
 from wearmon.settings import Settings
 from wearmon.signals.features import FEATURE_NAMES, features_frame, window_features
 
@@ -285,3 +286,31 @@ def test_undecodable_live_entries_are_skipped_and_counted(redis_client: Any, seg
     newest = out.newest_id
     assert read_live(redis_client, newest, 100).batch is None  # nothing after the cursor
     assert len(read_live(redis_client, None, 2).batch or []) == 1  # the newest 2: one bad
+
+
+def test_transitions_are_grafana_annotations_and_an_unreachable_grafana_is_only_logged(
+    stack: Settings,
+    redis_client: Any,
+    tmp_path: Path,
+    grafana: str,  # noqa: F811
+) -> None:
+    from monitoring.policy import Check
+    from tests.unit.dashboards.test_push import FakeGrafana
+    from wearmon.stack import free_port
+
+    _clean(redis_client)
+    s = _settings(stack, tmp_path).model_copy(update={"grafana": stack.grafana.model_copy(
+        update={"url": grafana, "timeout_s": 2.0})})  # fmt: skip
+    mon = Monitor(s, redis_client, MonitorMetrics())
+    mon.feed(Check(1_000, True, 500, 3.0))
+    ((method, path, body, _),) = FakeGrafana.requests
+    assert (method, path) == ("POST", "/api/annotations") and body["time"] == 1_000
+    assert body["tags"] == ["wearmon", "drift", "suspect"]
+    assert body["text"].startswith("policy ok -> suspect: 1 of the last 1 checks drifted")
+    assert body["text"].endswith("[drift-1000]")
+    dead = s.model_copy(update={"grafana": s.grafana.model_copy(
+        update={"url": f"http://127.0.0.1:{free_port()}"})})  # fmt: skip
+    mon2 = Monitor(dead, redis_client, MonitorMetrics())
+    step = mon2.feed(Check(2_000, True, 500, 3.0))  # suspect -> drift -> retraining
+    assert [t.to_state for t in step.transitions] == [DRIFT, RETRAINING]
+    assert mon2.state.state == RETRAINING  # the policy moved, the annotation was only logged

@@ -282,6 +282,13 @@ class Monitor:
             self.store.save(s.state, s.transitions)
         self.metrics.set_state(s.state.state)
         self.metrics.observe_transitions(s.transitions)
+        if self.proc is not None and s.state.state != RETRAINING:  # timed out: stop it
+            from wearmon import processes
+
+            log.warning("retraining pid %d stopped: the policy left RETRAINING", self.proc.pid)
+            processes.stop(self.proc, timeout_s=10)
+            self.proc = None
+            self.metrics.retrainings.labels(result="failed").inc()
         for t in s.transitions:
             log.info("policy %s -> %s (%s) [%s]", t.from_state, t.to_state, t.reason, t.trigger_id)
             self._annotate(t)

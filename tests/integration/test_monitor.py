@@ -314,3 +314,28 @@ def test_transitions_are_grafana_annotations_and_an_unreachable_grafana_is_only_
     step = mon2.feed(Check(2_000, True, 500, 3.0))  # suspect -> drift -> retraining
     assert [t.to_state for t in step.transitions] == [DRIFT, RETRAINING]
     assert mon2.state.state == RETRAINING  # the policy moved, the annotation was only logged
+
+
+def test_a_retraining_past_its_timeout_is_stopped_and_cools_down(
+    stack: Settings, redis_client: Any, tmp_path: Path
+) -> None:
+    import subprocess
+
+    from monitoring.policy import Check, Tick
+
+    _clean(redis_client)
+    s = _settings(stack, tmp_path, n_of_m=(1, 1), retrain=False, retrain_timeout_s=5.0)
+    mon = Monitor(s, redis_client, MonitorMetrics())
+    mon.feed(Check(1_000, True, 500, 3.0))
+    assert mon.state.state == RETRAINING
+    # a retraining that hangs: a real process in its own group, as wearmon.processes starts it
+    mon.proc = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    assert mon.poll_retraining() is None  # still running: nothing to feed
+    mon.feed(Tick(3_000))
+    assert mon.state.state == RETRAINING and mon.proc.poll() is None
+    proc = mon.proc
+    step = mon.feed(Tick(6_000))
+    assert [t.to_state for t in step.transitions] == [COOLDOWN]
+    assert "timed out after 5 s" in step.transitions[0].reason
+    assert mon.proc is None and proc.poll() is not None  # stopped
+    assert mon.state.last_result == "failed"

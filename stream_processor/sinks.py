@@ -163,7 +163,7 @@ for i = 0, n - 1 do
     if ARGV[b + 9] ~= '' then
       redis.call('XADD', KEYS[1], 'MAXLEN', '~', fmax, '*', 'device', ARGV[b],
                  'window_start_ms', wss, 'model_version', version, 'label', label,
-                 'f', ARGV[b + 9])
+                 'confidence', ARGV[b + 4], 'f', ARGV[b + 9])
       fed = true
     end
     -- the raw window, for retraining on labels (all devices, or those with ground truth)

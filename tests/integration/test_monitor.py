@@ -339,3 +339,39 @@ def test_a_retraining_past_its_timeout_is_stopped_and_cools_down(
     assert "timed out after 5 s" in step.transitions[0].reason
     assert mon.proc is None and proc.poll() is not None  # stopped
     assert mon.state.last_result == "failed"
+
+
+def test_the_monitor_reads_what_the_stream_sink_writes(
+    stack: Settings, redis_client: Any, seglearn: Any
+) -> None:
+    import uuid
+
+    from monitoring.service import read_live
+    from stream_processor.sinks import RedisSink
+    from wearmon.schemas import Prediction
+
+    _clean(redis_client)
+    sink = RedisSink.from_settings(stack)
+    feats = _live(seglearn, "9", 3)
+    dev = f"dev-{uuid.uuid4().hex[:8]}"
+    T0 = 1_700_000_000_000
+    preds = [
+        Prediction(
+            device=dev,
+            window_start_ms=T0 + 2000 * i,
+            window_end_ms=T0 + 2000 * i + 4000,
+            label="ROW",
+            confidence=c,
+            probs=[c, 1 - c],
+            model_version="5",
+            processed_ms=10_000,
+        )
+        for i, c in enumerate((0.9, 0.4, 0.75))
+    ]
+    sink.write(preds, feats)
+    out = read_live(redis_client, None, 100)
+    assert out.bad == 0 and out.batch is not None and len(out.batch) == 3
+    assert out.batch.confidence.tolist() == [0.9, 0.4, 0.75]
+    assert out.batch.model_versions.tolist() == ["5"] * 3
+    assert out.batch.window_start_ms.tolist() == [T0, T0 + 2000, T0 + 4000]
+    assert np.allclose(out.batch.features, np.round(feats, 6))

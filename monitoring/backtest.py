@@ -58,7 +58,7 @@ SCENARIOS: dict[str, Scenario] = {
     s.name: s
     for s in (
         Scenario(
-            "clean", "clean replay of unseen subjects", None, device_s=600.0, expect="no alarm"
+            "clean", "clean replay of unseen subjects", None, device_s=720.0, expect="no alarm"
         ),
         Scenario("gain125", "gain x1.25", {"gain": 1.25}, expect="detected"),
         Scenario("gain150", "gain x1.5", {"gain": 1.5}, expect="detected"),
@@ -113,6 +113,8 @@ class CheckRecord:
     state: str
     n_windows: int
     model_version: str
+    #: wall seconds the check took (a check stalls a fast replay's device clock)
+    wall_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -257,7 +259,7 @@ def plot_timeline(result: ScenarioResult, windows: Sequence[ScoredWindow], path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    checks = result.checks
+    checks = sorted(result.checks, key=lambda c: c.newest_window_ms)
     t0 = min([w.start_ms for w in windows] + [c.newest_window_ms for c in checks] or [0])
 
     def minutes(ms: int) -> float:
@@ -351,16 +353,18 @@ def drive(
             time.sleep(min(0.2, next_at - now))
             continue
         next_at = now + interval_wall_s
+        newest = newest_window_ms()  # what the check is about to read
         out = check()
         res = getattr(out, "result", None)
         rec = CheckRecord(
             device_ms=clock(),
-            newest_window_ms=newest_window_ms(),
+            newest_window_ms=newest,
             score=math.nan if res is None else float(res.score),
             drifted=bool(res is not None and res.drifted),
             state=state(),
             n_windows=0 if res is None else int(res.n_windows),
             model_version=version(),
+            wall_s=time.monotonic() - now,
         )
         records.append(rec)
         if on_check is not None:

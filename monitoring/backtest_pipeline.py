@@ -5,6 +5,7 @@ and per scenario a paced replay beside the real monitor driven check by check.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -43,8 +44,9 @@ class BacktestConfig:
     out_dir: Path
     scenarios: tuple[str, ...] = tuple(SCENARIOS)
     devices: int = 12
-    #: replay speed (multiple of real time); the policy's clock runs at it too
-    speed: float = 10.0
+    #: replay speed (multiple of real time); the policy's clock runs at it too. A check
+    #: that takes w wall seconds delays the next by w x speed device-seconds: keep it low.
+    speed: float = 5.0
     #: device-seconds between two checks
     check_every_s: float = 20.0
     #: epochs of the base champion trained when none is given
@@ -53,7 +55,7 @@ class BacktestConfig:
     champion: str | None = None
     #: policy and gate settings of the monitor during the backtest (device time)
     cooldown_s: float = 1800.0
-    min_windows: int = 60
+    min_windows: int = 100
 
 
 class Pipeline:
@@ -270,16 +272,18 @@ def _measure(
     for tid in triggers:
         from trainer.retrain import retrain_key
 
-        retrain = {_s(k): _s(v) for k, v in client.hgetall(retrain_key(tid)).items()} or {
-            "status": "unknown"
-        }
-    newest = max((c.newest_window_ms for c in checks), default=0)
-    first_ms = min((c.newest_window_ms for c in checks if c.newest_window_ms), default=newest)
-    device_h = len(devices) * max(0.0, (newest - first_ms) / 3_600_000.0)
-    clean_h = device_h if onset is None else len(devices) * max(0.0, (onset - first_ms) / 3.6e6)
+        retrain = {_s(k): _s(v) for k, v in client.hgetall(retrain_key(tid)).items()}
+        if not retrain:  # none ran (monitor.retrain off): the policy's own words
+            ends = [t for t in transitions if t["trigger_id"] == tid and t["to"] == "cooldown"]
+            retrain = {"status": "not run", "reason": ends[-1]["reason"] if ends else ""}
     first, detected = detection(checks, onset)
     promoted = retrain.get("challenger_version") if retrain.get("status") == "promoted" else None
     windows = scored_windows(client, devices)
+    # device time monitored = windows classified x the hop (each window adds one hop)
+    hop_h = pipe.settings.signal.hop / pipe.settings.signal.rate_hz / 3600.0
+    all_windows = _windows_written(client, devices)
+    device_h = all_windows * hop_h
+    clean_h = device_h if onset is None else _windows_written(client, devices, onset) * hop_h
     alarms = count_alarms(transitions, before_ms=onset)
     return ScenarioResult(
         scenario=sc,
@@ -297,6 +301,14 @@ def _measure(
         alarms_per_device_hour=alarms_per_device_hour(alarms, clean_h),
         retrainings=len(triggers),
     )
+
+
+def _windows_written(client: Any, devices: list[str], before_ms: int | None = None) -> int:
+    from stream_processor.sinks import history_key
+
+    if before_ms is None:
+        return sum(int(client.xlen(history_key(d))) for d in devices)
+    return sum(len(client.xrange(history_key(d), "-", f"({before_ms}")) for d in devices)
 
 
 def _s(v: Any) -> str:
@@ -343,6 +355,7 @@ def _write(out: Path, results: list[ScenarioResult]) -> None:
                 "retrain": r.retrain,
                 "accuracy": {k: (None if math.isnan(v) else v) for k, v in r.accuracy.items()},
                 "transitions": r.transitions,
+                "checks": [dataclasses.asdict(c) for c in r.checks],
                 "wall_s": r.wall_s,
             }
         )

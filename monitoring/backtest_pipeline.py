@@ -91,6 +91,20 @@ class Pipeline:
             self._stack.down()
 
     def _train_base(self) -> str:
+        """The base champion: the one an earlier run in the same folder trained, else a new
+        one trained on the base subjects (its version is kept in ``base_version.txt``)."""
+        from trainer import registry
+
+        mark = self.cfg.out_dir / "base_version.txt"
+        if mark.is_file():
+            version = mark.read_text().strip()
+            registry.resolve(self.settings, version)  # RegistryError if it is gone
+            return version
+        version = self._train_new()
+        mark.write_text(version + "\n")
+        return version
+
+    def _train_new(self) -> str:
         from trainer import registry
 
         args = ["train", "--subjects", ",".join(BASE_SUBJECTS), "--epochs", str(self.cfg.epochs)]

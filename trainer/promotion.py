@@ -304,12 +304,13 @@ def record(
     scores: Mapping[str, Mapping[str, Mapping[str, float]]],
 ) -> str:
     """One MLflow run of ``wearmon-promotion`` per decision; the challenger's version and
-    training run get tags pointing to it. Returns the run id."""
+    training run get tags pointing to it (``version`` "": a retraining refused before it
+    trained anything). Returns the run id."""
     from trainer import registry
 
     exp = registry.experiment_id(settings, EXPERIMENT)
     c = registry.client(settings)
-    mv_run = registry.version_run_id(settings, version)
+    mv_run = registry.version_run_id(settings, version) if version else None
     tags = {
         "trigger_id": trigger_id,
         "decision": decision,
@@ -328,7 +329,8 @@ def record(
 
     now = int(time.time() * 1000)
     with registry.registry_call(settings, "record the promotion"):
-        run = c.create_run(exp, run_name=f"{decision} v{version} {trigger_id}")
+        name = f"{decision} v{version} {trigger_id}" if version else f"{decision} {trigger_id}"
+        run = c.create_run(exp, run_name=name)
         run_id = str(run.info.run_id)
         c.log_batch(
             run_id,
@@ -347,6 +349,8 @@ def record(
             "promotion.json",
         )
         c.set_terminated(run_id)
+    if not version:  # a retraining refused before training: no version to tag
+        return run_id
     with registry.registry_call(settings, "tag the version"):
         for k, v in (("promotion_run", run_id), ("trigger_id", trigger_id), ("decision", decision)):
             c.set_model_version_tag(settings.model_name, str(version), k, v)

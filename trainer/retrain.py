@@ -184,6 +184,16 @@ def _retrain(
             f"{settings.lifecycle.min_new_windows} needed; nothing trained (never promoted "
             "without labels)"
         )
+        promotion.record(
+            settings,
+            trigger_id=trigger_id,
+            version="",
+            champion=champ,
+            decision="refused",
+            reason=reason,
+            params=_lineage(pool, "", mode, quick),
+            scores={},
+        )
         return RetrainOutcome(trigger_id, "refused", reason, champion_version=champ)
     holdout_subj = base_holdout_subjects(meta, pool.base_eval.subjects, preset_opts.config.seed)
     data, split = _training_data(

@@ -85,6 +85,9 @@ def test_no_new_labels_is_refused_without_training(
     assert h["challenger_version"] == "" and int(h["finished_ms"]) >= int(h["started_ms"]) > 0
     assert 0 < redis_client.ttl(retrain_key("trig-nolabels")) <= RETRAIN_TTL_S
     assert registry.latest_version(s) == champ  # nothing was trained
+    rec = promotion.read_decisions(s)[0]  # but the refusal is recorded, with its trigger
+    assert rec["trigger_id"] == "trig-nolabels" and rec["decision"] == "refused"
+    assert rec["version"] == "" and rec["params"]["pool.new_holdout"].startswith("0 windows")
 
 
 @pytest.mark.slow

@@ -19,10 +19,10 @@ from typing import Any
 
 import pytest
 
+from tests.chaos.support import report
 from tests.integration.stream_support import (
     expected_windows,
     generated_recording,
-    history,
     make_run,
     messages_of,
     register_tiny,
@@ -70,51 +70,6 @@ def _metric(port: int, name: str) -> float:
     ) + sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(name + " "))
 
 
-def _topic_counts(settings: Settings, devices: set[str], want: set, timeout: float = 30) -> list:
-    from confluent_kafka import Consumer
-
-    from wearmon.schemas import decode_prediction
-
-    c = Consumer(
-        {
-            "bootstrap.servers": settings.kafka.bootstrap_servers,
-            "group.id": f"chaos-{time.time()}",
-            "auto.offset.reset": "earliest",
-        }
-    )
-    c.subscribe([settings.kafka.predictions_topic])
-    out: list[tuple[str, int]] = []
-    deadline, idle = time.monotonic() + timeout, 0
-    try:
-        while time.monotonic() < deadline and idle < 6:
-            m = c.poll(0.5)
-            if m is None or m.error():
-                idle += 1 if want <= set(out) else 0
-                continue
-            idle = 0
-            if m.key().decode() in devices:
-                p = decode_prediction(m.value())
-                out.append((p.device, p.window_start_ms))
-    finally:
-        c.close()
-    return out
-
-
-def _report(name: str, redis_client: Any, settings: Settings, expected: dict) -> None:
-    want = {(d, s) for d, e in expected.items() for s in e}
-    rows = [(d, int(r["window_start_ms"])) for d in expected for r in history(redis_client, d)]
-    topic = _topic_counts(settings, set(expected), want)
-    for where, got in (("redis", [r for r in rows if r in want]), ("topic", topic)):
-        got = [r for r in got if r in want]
-        print(
-            f"RELIABILITY {name} {where}: expected {len(want)} once {len(set(got))} "
-            f"missing {len(want - set(got))} duplicated {len(got) - len(set(got))}"
-        )
-    assert len(rows) == len(set(rows)), "a window written twice in Redis"
-    assert want <= set(rows), f"{len(want - set(rows))} windows missing in Redis"
-    assert want <= set(topic), f"{len(want - set(topic))} windows missing on the topic"
-
-
 def test_redis_killed_and_restarted_under_a_running_worker(
     stack: Settings,
     redis_client: Any,
@@ -153,7 +108,7 @@ def test_redis_killed_and_restarted_under_a_running_worker(
         stop_worker(worker)
     assert failures >= 1, "no failed batch was counted while Redis was down"
     print(f"RELIABILITY redis-kill: batch failures counted while down: {failures:.0f}")
-    _report("redis-kill", redis_client, run.settings, expected)
+    report("redis-kill", redis_client, run.settings, expected)
 
 
 def test_worker_stops_within_30_s_while_redis_is_frozen(

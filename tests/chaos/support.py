@@ -1,0 +1,54 @@
+"""Helpers of the chaos experiments: count what reached Redis and the predictions topic."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from tests.integration.stream_support import history
+from wearmon.settings import Settings
+
+
+def topic_counts(settings: Settings, devices: set[str], want: set, timeout: float = 30) -> list:
+    from confluent_kafka import Consumer
+
+    from wearmon.schemas import decode_prediction
+
+    c = Consumer(
+        {
+            "bootstrap.servers": settings.kafka.bootstrap_servers,
+            "group.id": f"chaos-{time.time()}",
+            "auto.offset.reset": "earliest",
+        }
+    )
+    c.subscribe([settings.kafka.predictions_topic])
+    out: list[tuple[str, int]] = []
+    deadline, idle = time.monotonic() + timeout, 0
+    try:
+        while time.monotonic() < deadline and idle < 6:
+            m = c.poll(0.5)
+            if m is None or m.error():
+                idle += 1 if want <= set(out) else 0
+                continue
+            idle = 0
+            if m.key().decode() in devices:
+                p = decode_prediction(m.value())
+                out.append((p.device, p.window_start_ms))
+    finally:
+        c.close()
+    return out
+
+
+def report(name: str, redis_client: Any, settings: Settings, expected: dict) -> None:
+    want = {(d, s) for d, e in expected.items() for s in e}
+    rows = [(d, int(r["window_start_ms"])) for d in expected for r in history(redis_client, d)]
+    topic = topic_counts(settings, set(expected), want)
+    for where, got in (("redis", [r for r in rows if r in want]), ("topic", topic)):
+        got = [r for r in got if r in want]
+        print(
+            f"RELIABILITY {name} {where}: expected {len(want)} once {len(set(got))} "
+            f"missing {len(want - set(got))} duplicated {len(got) - len(set(got))}"
+        )
+    assert len(rows) == len(set(rows)), "a window written twice in Redis"
+    assert want <= set(rows), f"{len(want - set(rows))} windows missing in Redis"
+    assert want <= set(topic), f"{len(want - set(topic))} windows missing on the topic"

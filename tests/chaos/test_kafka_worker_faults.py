@@ -1,0 +1,140 @@
+"""Fault injection against the real stack: the broker frozen (SIGSTOP) for 45 s under a
+running worker; the worker killed (-9) up to three times during a replay.
+
+Each experiment prints a ``RELIABILITY`` line (docs/reliability.md)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.chaos.support import report
+from tests.integration.stream_support import (
+    expected_windows,
+    generated_recording,
+    make_run,
+    messages_of,
+    register_tiny,
+    send,
+    start_worker,
+    stop_worker,
+    wait_for,
+)
+from wearmon.settings import Settings
+from wearmon.signals.types import Recording
+from wearmon.stack import LocalStack
+
+pytestmark = [pytest.mark.integration, pytest.mark.chaos]
+
+N_DEVICES = 4
+
+
+@pytest.fixture(scope="module")
+def recording(tmp_path_factory: pytest.TempPathFactory) -> Recording:
+    return generated_recording(tmp_path_factory.mktemp("rec"), subject=7, seed=6, exercises=2)
+
+
+@pytest.fixture
+def kafka_pid(stack: Settings) -> Iterator[int]:
+    pid = next(s.pid for s in LocalStack(stack).status() if s.name == "kafka")
+    assert pid is not None
+    try:
+        yield int(pid)
+    finally:
+        os.kill(int(pid), signal.SIGCONT)
+
+
+def _interleaved(recording: Recording, devices: list[str]) -> list:
+    per = [messages_of(recording, d) for d in devices]
+    return [m for group in zip(*per, strict=True) for m in group]
+
+
+def test_broker_frozen_for_45_s(
+    stack: Settings,
+    redis_client: Any,
+    subprocess_env: dict[str, str],
+    recording: Recording,
+    tmp_path: Path,
+    kafka_pid: int,
+) -> None:
+    run = make_run(stack, subprocess_env, WEARMON_STREAM__RETRY_MAX_S="4")
+    register_tiny(run.settings, tmp_path, seed=10)
+    devices = [f"kstop-{run.run}-{i}" for i in range(N_DEVICES)]
+    expected = {d: expected_windows(recording, run.settings, d) for d in devices}
+    msgs = _interleaved(recording, devices)
+    log = tmp_path / "worker.log"
+    worker = start_worker(run.env, log)
+    try:
+        send(run.settings, msgs[: len(msgs) // 2])
+        wait_for(
+            lambda: sum(redis_client.xlen(f"pred:hist:{d}") for d in devices) > 20,
+            120, [worker], log, "predictions before the freeze",
+        )  # fmt: skip
+        os.kill(kafka_pid, signal.SIGSTOP)
+        time.sleep(45.0)
+        os.kill(kafka_pid, signal.SIGCONT)
+        send(run.settings, msgs[len(msgs) // 2 :])
+
+        def done() -> bool:
+            return all(redis_client.xlen(f"pred:hist:{d}") >= len(e) for d, e in expected.items())
+
+        wait_for(done, 240, [worker], log, "every window after the broker came back")
+        time.sleep(2.0)
+    finally:
+        stop_worker(worker)
+    report("broker-sigstop-45s", redis_client, run.settings, expected)
+
+
+def test_worker_killed_repeatedly_during_a_replay(
+    stack: Settings,
+    redis_client: Any,
+    subprocess_env: dict[str, str],
+    recording: Recording,
+    tmp_path: Path,
+) -> None:
+    run = make_run(stack, subprocess_env)
+    register_tiny(run.settings, tmp_path, seed=11)
+    devices = [f"wkill-{run.run}-{i}" for i in range(N_DEVICES)]
+    expected = {d: expected_windows(recording, run.settings, d) for d in devices}
+    msgs = _interleaved(recording, devices)
+    log = tmp_path / "worker.log"
+    sender = threading.Thread(  # about 50 s of sending: 50 messages per 1.5 s
+        target=send, args=(run.settings, msgs), kwargs={"pace_s": 1.5}, daemon=True
+    )
+
+    def predicted() -> int:
+        return sum(redis_client.xlen(f"pred:hist:{d}") for d in devices)
+
+    def done() -> bool:
+        return all(redis_client.xlen(f"pred:hist:{d}") >= len(e) for d, e in expected.items())
+
+    worker = start_worker(run.env, log)
+    kills = 0
+    try:
+        wait_for(lambda: "partitions assigned" in log.read_text(), 120, [worker], log, "start")
+        sender.start()
+        for _ in range(3):
+            n = predicted()
+            wait_for(
+                lambda n=n: predicted() > n + 5 or done(), 120, [worker], log, "progress",
+            )  # fmt: skip
+            if done():
+                break
+            stop_worker(worker, hard=True)
+            kills += 1
+            worker = start_worker(run.env, log)
+        sender.join(120)
+        wait_for(done, 240, [worker], log, "every window after the kills")
+        time.sleep(2.0)
+    finally:
+        stop_worker(worker)
+    print(f"RELIABILITY worker-kill-9: {kills} kills during the replay")
+    assert kills >= 2, "the replay ended before the worker could be killed twice"
+    report(f"worker-kill-9-x{kills}", redis_client, run.settings, expected)

@@ -271,6 +271,9 @@ class LifecycleSettings(_Frozen):
     #: How far back the samples topic is read, and at most how many messages.
     stream_lookback_s: float = Field(default=24 * 3600.0, gt=0)
     stream_max_messages: int = Field(default=2_000_000, ge=1)
+    #: TensorFlow threads of a retraining process (intra- and inter-op); 0 = TensorFlow's
+    #: default (all cores). Fewer leave cores to the stream workers beside it.
+    threads: int = Field(default=0, ge=0)
 
 
 class GrafanaSettings(_Frozen):

@@ -80,6 +80,20 @@ def redis_client(settings: Settings) -> Any:
     )
 
 
+def _limit_threads(n: int) -> None:
+    """At most ``n`` TensorFlow threads in this process (0: leave TensorFlow's default).
+    Only possible before TensorFlow has started its runtime; later it is logged and left."""
+    if n <= 0:
+        return
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(n)
+        tf.config.threading.set_inter_op_parallelism_threads(n)
+    except RuntimeError as exc:  # the runtime is already initialised in this process
+        log.warning("cannot limit TensorFlow to %d threads here: %s", n, exc)
+
+
 def reachable(client: Any) -> Any:
     """The client when Redis answers, else None (logged): then there is no retrain status
     and no stream windows in the pool; the exit code still tells the result."""
@@ -106,6 +120,7 @@ def retrain(
     """One retraining (module doc). ``init_from``: ``champion`` | ``none`` (default
     ``lifecycle.init_from``); ``client``: a Redis client (default: from the settings);
     ``config_overrides``: ModelConfig fields on top of the preset (tests: a tiny model)."""
+    _limit_threads(settings.lifecycle.threads)
     own = client is None
     client = reachable(redis_client(settings)) if own else client
     started = _now_ms()

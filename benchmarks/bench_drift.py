@@ -3,6 +3,7 @@
     python benchmarks/bench_drift.py                 # one check: 10,000 reference x 2,000 live
     python benchmarks/bench_drift.py --evaluate      # false alarms / detection, held-out subjects
     python benchmarks/bench_drift.py --service-cpu   # the monitor's CPU beside 1,000 devices
+    python benchmarks/bench_drift.py --delay         # detection delay, replayed in device time
 
 The timing uses windows cut with a 20-sample hop (overlapping, so there are enough): the
 reference from subjects 1-8, the live windows from subjects 9 and 10, drawn to the sizes asked.
@@ -12,7 +13,12 @@ overlapping), clean and with injected drift (gain x1.25, x1.5 on both sensors, a
 the other wrist), and per-device checks of 30 windows. ``--service-cpu`` runs the monitor's
 loop (default settings) for a minute against its own redis-server while a separate writer
 process adds the ``feat:live`` entries of N devices (one window per device every 2 s) and
-prints the monitor's CPU time over that minute. Run it niced on a shared machine.
+prints the monitor's CPU time over that minute. ``--delay`` replays, in device time and
+without the pipeline, N devices each playing the windows of subject 9 or 10 from its own
+starting point (one window per device every 2 s), reference and calibration from subjects
+1-8, the pure check every ``interval`` device-seconds on the windows since the previous one
+and the trigger policy with its defaults; drift from ``onset`` on. Run it niced on a shared
+machine.
 """
 
 from __future__ import annotations
@@ -233,6 +239,55 @@ def service_cpu(devices: int, seconds: float) -> None:
     )
 
 
+def delay(devices: int, interval_s: float, onset_s: float, after_s: float) -> None:
+    from monitoring.calibration import calibrate
+    from monitoring.drift import CheckConfig, build_reference, check
+    from monitoring.policy import DRIFT, Check, PolicyConfig, PolicyState, step
+    from wearmon.signals.features import features_frame, window_features
+
+    x, groups = _data()
+    train = ~np.isin(groups, ["9", "10"])
+    prof = features_frame(x[train])
+    cfg = CheckConfig()
+    ref = build_reference(prof, version="1", calibration=calibrate(prof, groups[train]), cfg=cfg)
+    live = {s: x[groups == s] for s in ("9", "10")}
+    pol = PolicyConfig()  # the defaults: 2 of 3, at least 100 windows
+    print(f"{devices} devices, a check every {interval_s:.0f} device-s, drift at {onset_s:.0f} s")
+    print("| drift | clean checks alarmed | first drifted check after onset | policy DRIFT after |")
+    print("|---|---|---|---|")
+    for d in DRIFTS:
+        feats = {s: (window_features(w), window_features(inject(w, d))) for s, w in live.items()}
+        st, t, first, trig, fa, clean = PolicyState(), 0.0, None, None, 0, 0
+        rows: list[np.ndarray] = []  # windows since the last check that ran (as the cursor)
+        while t < onset_s + after_s:
+            t0, t = t, t + interval_s
+            for k in range(devices):
+                subj = ("9", "10")[k % 2]
+                clean_f, drift_f = feats[subj]
+                for w in np.arange(np.ceil(t0 / 2), np.ceil(t / 2), dtype=int):
+                    i = (w + 37 * k) % len(clean_f)
+                    rows.append(drift_f[i] if 2 * w >= onset_s else clean_f[i])
+            if len(rows) < pol.min_windows:
+                continue  # skipped: the windows wait for the next check
+            f, rows = np.asarray(rows)[-cfg.max_live :], []
+            res = check(_batch(f), ref, int(t * 1000), cfg)
+            step_ = step(st, Check(int(t * 1000), res.drifted, len(f), res.score), pol)
+            st = step_.state
+            if t <= onset_s:
+                clean += 1
+                fa += int(res.drifted)
+            else:
+                if first is None and res.drifted:
+                    first = t - onset_s
+                if trig is None and any(tr.to_state == DRIFT for tr in step_.transitions):
+                    trig = t - onset_s
+
+        def fmt(v: float | None) -> str:
+            return "never" if v is None else f"{v:.0f} s"
+
+        print(f"| {d} | {fa} of {clean} | {fmt(first)} | {fmt(trig)} |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--reference", type=int, default=10_000)
@@ -241,6 +296,9 @@ def main() -> None:
     ap.add_argument("--evaluate", action="store_true", help="held-out false alarms/detection")
     ap.add_argument("--service-cpu", action="store_true", help="the monitor's CPU beside N devices")
     ap.add_argument("--devices", type=int, default=1_000)
+    ap.add_argument("--delay", action="store_true", help="detection delay in device time")
+    ap.add_argument("--interval", type=float, default=30.0, help="--delay: check interval")
+    ap.add_argument("--onset", type=float, default=1800.0, help="--delay: drift onset, s")
     ap.add_argument("--seconds", type=float, default=60.0)
     args = ap.parse_args()
     warnings.simplefilter("ignore", RuntimeWarning)
@@ -248,6 +306,8 @@ def main() -> None:
         evaluate()
     elif args.service_cpu:
         service_cpu(args.devices, args.seconds)
+    elif args.delay:
+        delay(args.devices, args.interval, args.onset, after_s=300.0)
     else:
         bench_check(args.reference, args.live, args.repeats)
 

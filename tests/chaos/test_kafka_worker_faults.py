@@ -5,6 +5,7 @@ Each experiment prints a ``RELIABILITY`` line (docs/reliability.md)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import threading
@@ -138,3 +139,52 @@ def test_worker_killed_repeatedly_during_a_replay(
     print(f"RELIABILITY worker-kill-9: {kills} kills during the replay")
     assert kills >= 2, "the replay ended before the worker could be killed twice"
     report(f"worker-kill-9-x{kills}", redis_client, run.settings, expected)
+
+
+def test_zombie_worker_paused_past_its_session_wakes_up(
+    stack: Settings,
+    redis_client: Any,
+    subprocess_env: dict[str, str],
+    recording: Recording,
+    tmp_path: Path,
+) -> None:
+    """One of two workers is frozen (SIGSTOP) for 25 s, past the group's 10 s session
+    timeout: the other takes its partitions; then the zombie wakes up with its old state
+    and pending writes. Its checkpoint writes are forward-only, its predictions duplicates."""
+    run = make_run(stack, subprocess_env)
+    register_tiny(run.settings, tmp_path, seed=12)
+    devices = [f"zomb-{run.run}-{i}" for i in range(N_DEVICES * 2)]
+    expected = {d: expected_windows(recording, run.settings, d) for d in devices}
+    msgs = _interleaved(recording, devices)
+    logs = [tmp_path / "a.log", tmp_path / "b.log"]
+    workers = [start_worker(run.env, logs[0]), start_worker(run.env, logs[1])]
+    sender = threading.Thread(
+        target=send, args=(run.settings, msgs), kwargs={"pace_s": 1.0}, daemon=True
+    )
+
+    def done() -> bool:
+        return all(redis_client.xlen(f"pred:hist:{d}") >= len(e) for d, e in expected.items())
+
+    try:
+        for log in logs:
+            wait_for(
+                lambda log=log: "partitions assigned" in log.read_text(),
+                120, workers, log, "both workers in the group",
+            )  # fmt: skip
+        sender.start()
+        wait_for(
+            lambda: sum(redis_client.xlen(f"pred:hist:{d}") for d in devices) > 20,
+            120, workers, logs[0], "predictions before the pause",
+        )  # fmt: skip
+        os.kill(workers[0].pid, signal.SIGSTOP)
+        time.sleep(25.0)
+        os.kill(workers[0].pid, signal.SIGCONT)
+        sender.join(180)
+        wait_for(done, 240, workers, logs[1], "every window after the zombie woke up")
+        time.sleep(3.0)
+    finally:
+        for w in workers:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(w.pid, signal.SIGCONT)
+            stop_worker(w)
+    report("zombie-worker-25s", redis_client, run.settings, expected)

@@ -41,6 +41,14 @@ CALIBRATION_FILE = "drift_calibration.json"
 FORMAT = 1
 #: threshold = margin x the largest value of a held-out normal subject
 MARGINS: dict[str, float] = {"c2st": 1.1, "gravity": 1.25, "device": 1.25, "features": 1.1}
+#: live checks whose newest windows come from at least this many devices get the C2ST
+#: threshold calibrated on checks of that composition (:func:`mixed_c2st`)
+MIXED_DEVICES: tuple[int, ...] = (2, 4, 8)
+#: at most this many subjects held out together in a mixed check
+MIXED_SUBJECTS = 3
+#: subject combinations (at most) and draws per combination of a mixed calibration
+MIXED_COMBOS = 15
+MIXED_DRAWS = 2
 
 
 def _chunks(n: int, size: int) -> list[slice]:
@@ -102,6 +110,8 @@ def calibrate(
     rng = np.random.default_rng(cfg.seed)
     per = {s: _subject_stats(x, groups == s, cfg, rng) for s in names}
     thresholds = _thresholds(per, names, m)
+    mixed = {d: mixed_c2st(x, groups, names, d, cfg, rng) for d in MIXED_DEVICES}
+    thresholds["c2st_devices"] = {str(k): m["c2st"] * max(v) for k, v in mixed.items() if v}
     return {
         "format": FORMAT,
         "method": "leave-one-subject-out, threshold = margin x max of held-out normal subjects",
@@ -116,8 +126,46 @@ def calibrate(
             for s, p in per.items()
         },
         "held_out": held_out_rates(per, names, m),
+        "mixed_checks": {str(k): len(v) for k, v in mixed.items()},
         "seconds": round(time.perf_counter() - t0, 2),
     }
+
+
+def mixed_c2st(
+    x: np.ndarray,
+    groups: np.ndarray,
+    names: list[str],
+    devices: int,
+    cfg: CheckConfig,
+    rng: np.random.Generator,
+) -> list[float]:
+    """C2ST statistics of checks built as a live check of ``devices`` devices is: its
+    ``c2st_live`` newest windows are ``c2st_live // devices`` consecutive windows of each
+    device. Here each "device" is a random stretch of a held-out subject (up to
+    :data:`MIXED_SUBJECTS` subjects held out together), against a reference sample of the
+    other subjects. Consecutive windows of one person are alike (one activity, one posture),
+    so a check of one device is told from the reference more easily than a check that mixes
+    stretches of several: each composition gets the threshold of its own null."""
+    from itertools import combinations
+
+    k = min(devices, MIXED_SUBJECTS, len(names) - 2)
+    combos = list(combinations(names, k))
+    if len(combos) > MIXED_COMBOS:
+        combos = [combos[i] for i in rng.choice(len(combos), MIXED_COMBOS, replace=False)]
+    stretch = max(cfg.folds, cfg.c2st_live // devices)
+    out: list[float] = []
+    for held in combos:
+        rest = x[~np.isin(groups, held)]
+        own = {s: np.flatnonzero(groups == s) for s in held}
+        for _ in range(MIXED_DRAWS):
+            ref = rest[rng.choice(len(rest), min(cfg.c2st_ref, len(rest)), replace=False)]
+            parts = []
+            for d in range(devices):
+                rows = own[held[d % k]]
+                start = int(rng.integers(0, max(1, len(rows) - stretch + 1)))
+                parts.append(x[rows[start : start + stretch]])
+            out.append(c2st_stat(ref, np.vstack(parts)[: cfg.c2st_live], cfg))
+    return out
 
 
 def _thresholds(per: Mapping[str, Any], names: list[str], m: Mapping[str, float]) -> dict[str, Any]:

@@ -268,7 +268,9 @@ def check(
     # the decision looks at the newest windows, as many as the calibration's checks held:
     # the same statistic at the same size as calibrated, and the quickest to see an onset
     newest = live[-cfg.c2st_live :]
-    c2st = c2st_stat(ref.c2st_sample, newest, cfg) / float(thr["c2st"])
+    # a check of several devices mixes people: it has a threshold of its own (calibrated)
+    n_devices = len(np.unique(batch.devices[-cfg.max_live :][-cfg.c2st_live :]))
+    c2st = c2st_stat(ref.c2st_sample, newest, cfg) / c2st_threshold(thr, n_devices)
     grav = gravity_stat(newest) / float(thr["gravity"])
     raw = feature_stats(ref.features, live)
     fthr = thr["features"]
@@ -295,6 +297,14 @@ def check(
         class_mix=class_mix_distance(batch.labels, ref.class_mix),
         low_confidence=low_confidence_share(batch.confidence),
     )
+
+
+def c2st_threshold(thresholds: Mapping[str, Any], devices: int) -> float:
+    """The C2ST threshold of a check whose windows come from ``devices`` devices: the
+    calibrated one of the largest mixed size not above it, else the one-person threshold."""
+    by = thresholds.get("c2st_devices") or {}
+    sizes = sorted(int(k) for k in by if int(k) <= devices)
+    return float(by[str(sizes[-1])]) if sizes else float(thresholds["c2st"])
 
 
 def class_mix_distance(labels: np.ndarray, mix: Mapping[str, float]) -> float:

@@ -10,10 +10,11 @@ of 1.0-1.8 ms (docs/stream.md).
 
 ``stream.inference_backend`` serves the same model through an exported path instead
 (trainer.export: ONNX Runtime, OpenVINO, opt-in int8/bf16); the default ``auto`` picks ONNX
-Runtime (fp32; 1.8-2x the XLA call per CPU-second at batch 1, 1.2x at 8, even from 32 up,
-and no XLA compilation at load). The export is converted when a version is first loaded,
-cached beside its files, and checked against Keras on probe windows at every load; a backend
-that fails falls back to the tf.function with a logged reason (docs/inference.md).
+Runtime (fp32; measured on one core with the thesis model: 2x the XLA call per CPU-second
+at batch 1, 1.2x at 8, 1.1x from 32 up, and no XLA compilation at load). The export is
+converted when a version is first loaded, cached beside its files, and checked against Keras
+on probe windows at every load; a backend that fails falls back to the tf.function with a
+logged reason (docs/inference.md).
 
     model = load_alias(settings)            # the champion
     probs = model.predict_proba(x)          # x: float32 (n, 200, 6), canonical units

@@ -188,9 +188,11 @@ class SignalSettings(_Frozen):
 
 
 class StreamSettings(_Frozen):
-    #: which devices' raw windows are kept in Redis for retraining (``win:raw:{device}``):
-    #: "labelled" (devices with ground truth stored: labels came for them), "all", "off"
-    raw_windows: Literal["labelled", "all", "off"] = "labelled"
+    #: which devices' raw windows are kept in Redis for retraining (``win:raw:{device}``,
+    #: read with ``lifecycle.stream_source = "redis"``): "labelled" (devices with ground
+    #: truth stored), "all", or "off" (default: the retraining rebuilds the windows from the
+    #: samples topic, which costs no Redis memory while its retention lasts)
+    raw_windows: Literal["labelled", "all", "off"] = "off"
     #: 64 (was 256): inference is serial, so a big batch is also the wait of the windows
     #: behind it; measured at 375-500 devices, p99 end-to-end <= 0.5-1 s vs 1-3 s with 256
     batch_max: int = Field(default=64, ge=1)

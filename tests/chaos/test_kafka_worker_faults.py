@@ -188,3 +188,37 @@ def test_zombie_worker_paused_past_its_session_wakes_up(
                 os.kill(w.pid, signal.SIGCONT)
             stop_worker(w)
     report("zombie-worker-25s", redis_client, run.settings, expected)
+
+
+def test_backlog_consumed_at_start(
+    stack: Settings,
+    redis_client: Any,
+    subprocess_env: dict[str, str],
+    recording: Recording,
+    tmp_path: Path,
+) -> None:
+    """Minutes of data of 8 devices wait in Kafka before the worker (and its model) start."""
+    run = make_run(stack, subprocess_env)
+    register_tiny(run.settings, tmp_path, seed=13)
+    devices = [f"backlog-{run.run}-{i}" for i in range(N_DEVICES * 2)]
+    expected = {d: expected_windows(recording, run.settings, d) for d in devices}
+    send(run.settings, _interleaved(recording, devices))
+    span_s = (int(recording.accel.t_ms[-1]) - int(recording.accel.t_ms[0])) / 1000.0
+    log = tmp_path / "worker.log"
+    t0 = time.monotonic()
+    worker = start_worker(run.env, log)
+
+    def done() -> bool:
+        return all(redis_client.xlen(f"pred:hist:{d}") >= len(e) for d, e in expected.items())
+
+    try:
+        wait_for(done, 300, [worker], log, "every window of the backlog")
+        took = time.monotonic() - t0
+        time.sleep(2.0)
+    finally:
+        stop_worker(worker)
+    print(
+        f"RELIABILITY backlog: {len(devices)} devices x {span_s:.0f} s of data consumed "
+        f"{took:.0f} s after the worker started (model load included)"
+    )
+    report("backlog", redis_client, run.settings, expected)

@@ -222,3 +222,44 @@ def test_backlog_consumed_at_start(
         f"{took:.0f} s after the worker started (model load included)"
     )
     report("backlog", redis_client, run.settings, expected)
+
+
+def test_replay_duplicate_and_reorder_faults(
+    stack: Settings,
+    redis_client: Any,
+    subprocess_env: dict[str, str],
+    recording: Recording,
+    tmp_path: Path,
+) -> None:
+    """``wearmon replay``'s transport faults: 10 % of batches sent twice, batches reordered
+    up to 3 places (1.5 s, inside the 2 s lateness): the windows of the clean recording."""
+    import math
+
+    from producers.config import FaultConfig, ReplayConfig
+    from producers.devices import device_ids
+    from producers.engine import replay
+
+    run = make_run(stack, subprocess_env)
+    register_tiny(run.settings, tmp_path, seed=14)
+    devices = device_ids(N_DEVICES, seed=0)
+    expected = {d: expected_windows(recording, run.settings, d) for d in devices}
+    faults = FaultConfig(seed=3, duplicate=0.1, reorder=3)
+    cfg = ReplayConfig(
+        speed=math.inf, devices=N_DEVICES, timestamps="original", send_labels=False,
+        faults=faults,
+    )  # fmt: skip
+    log = tmp_path / "worker.log"
+    worker = start_worker(run.env, log)
+
+    def done() -> bool:
+        return all(redis_client.xlen(f"pred:hist:{d}") >= len(e) for d, e in expected.items())
+
+    try:
+        stats = replay(run.settings, [recording], cfg)
+        assert stats.ok
+        print(f"RELIABILITY replay-faults: injected {dict(stats.injected)}")
+        wait_for(done, 180, [worker], log, "every window of the faulty replay")
+        time.sleep(2.0)
+    finally:
+        stop_worker(worker)
+    report("replay-duplicate-reorder", redis_client, run.settings, expected)

@@ -57,6 +57,7 @@ def _interleaved(recording: Recording, devices: list[str]) -> list:
     return [m for group in zip(*per, strict=True) for m in group]
 
 
+@pytest.mark.chaos(long=True)
 def test_broker_frozen_for_45_s(
     stack: Settings,
     redis_client: Any,
@@ -93,6 +94,7 @@ def test_broker_frozen_for_45_s(
     report("broker-sigstop-45s", redis_client, run.settings, expected)
 
 
+@pytest.mark.chaos(long=True)
 def test_worker_killed_repeatedly_during_a_replay(
     stack: Settings,
     redis_client: Any,
@@ -141,6 +143,7 @@ def test_worker_killed_repeatedly_during_a_replay(
     report(f"worker-kill-9-x{kills}", redis_client, run.settings, expected)
 
 
+@pytest.mark.chaos(long=True)
 def test_zombie_worker_paused_past_its_session_wakes_up(
     stack: Settings,
     redis_client: Any,

@@ -16,9 +16,9 @@ raw windows the stream saw.
   retention bounds them: the topic's messages of the last ``lifecycle.stream_lookback_s``
   go through the worker's own checks (``check_arrays``) and windower (same phase per
   device), so they are exactly the windows the worker classified. ``"redis"`` reads them
-  from a Redis stream ``win:raw:{device}`` instead (:func:`raw_windows_key`; entry id
-  ``{window_start_ms}-0``, field ``x``: the 200 x 6 window as little-endian float16 in
-  canonical units), for a worker that keeps them (bounded, with a TTL).
+  from the Redis stream ``win:raw:{device}`` the worker keeps when ``stream.raw_windows``
+  is on (``stream_processor.sinks.raw_windows_key``; entry id ``{window_start_ms}-0``,
+  field ``x`` in the :mod:`wearmon.signals.raw` format; bounded, with a TTL).
 
 New labelled data is split in time: the last ``lifecycle.new_holdout_fraction`` of each
 recording (each stream device) is held out for the promotion gate and never trained on;

@@ -6,7 +6,8 @@ window: overlapping windows of one subject would leak across a random split.
 
 Data sources (``spec`` strings used by the CLI):
 
-- ``seglearn``: the Apple Watch exercise data shipped in the seglearn package (default)
+- ``seglearn``: the Apple Watch exercise data shipped in the seglearn package (default);
+  ``seglearn:1,2,3``: only those subjects
 - ``adamsense:PATH``: an ADAM-Sense layout table (one row per sample, ``activity``, ``User``)
 - ``recording:[SUBJECT=]PATH[,PATH...][;...]``: labelled recordings (e.g. an accel and a
   gyro file each), separated by ``;``; ``SUBJECT=`` names the wearer (the split group:
@@ -159,7 +160,14 @@ def load_recordings(spec: str) -> list[Recording]:
 
     kind, _, arg = spec.partition(":")
     if kind == "seglearn":
-        return list(readers.load_seglearn_watch())
+        recs = list(readers.load_seglearn_watch())
+        if not arg.strip():
+            return recs
+        wanted = {s.strip() for s in arg.split(",") if s.strip()}
+        unknown = sorted(wanted - {str(r.subject) for r in recs})
+        if unknown:
+            raise ConfigError(f"data source {spec!r}: no seglearn subject {unknown[0]!r}")
+        return [r for r in recs if str(r.subject) in wanted]
     if kind == "adamsense" and arg:
         return list(readers.read_adamsense(arg))
     if kind == "recording" and arg.strip(" ;"):
@@ -176,7 +184,7 @@ def load_recordings(spec: str) -> list[Recording]:
             )
         return out
     raise ConfigError(
-        f"unknown data source {spec!r}: use seglearn, adamsense:PATH or "
+        f"unknown data source {spec!r}: use seglearn[:SUBJECTS], adamsense:PATH or "
         "recording:[SUBJECT=]PATH[,PATH][;...]"
     )
 

@@ -96,3 +96,14 @@ def test_time_warp_identity_speed_and_edges() -> None:
     assert y.shape == x.shape and not np.allclose(y, x)
     with pytest.raises(Exception, match="time warp"):
         ModelConfig(time_warp=1.5)
+
+
+def test_seglearn_spec_with_subjects() -> None:
+    from trainer.datasets import load_recordings
+    from wearmon.errors import ConfigError
+
+    recs = load_recordings("seglearn:1,7")
+    assert recs and {str(r.subject) for r in recs} == {"1", "7"}
+    assert len(load_recordings("seglearn")) > len(recs)
+    with pytest.raises(ConfigError, match="no seglearn subject '99'"):
+        load_recordings("seglearn:1,99")

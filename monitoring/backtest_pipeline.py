@@ -144,9 +144,15 @@ def _newest_window_ms(client: Any) -> int:
 
 
 def _reset_monitor(client: Any) -> str:
-    """A fresh policy, the cursor at the newest live window; returns the policy log's end."""
+    """A fresh policy, the cursor at the newest live window, no ground truth of earlier
+    scenarios (the retraining pool would find it); returns the policy log's end."""
+    from stream_processor.sinks import labels_key, raw_windows_key
+
     top = client.xrevrange(keys.FEATURES_KEY, "+", "-", count=1)
     pipe = client.pipeline()
+    for pattern in (labels_key("*"), raw_windows_key("*")):
+        for key in client.scan_iter(match=pattern, count=1000):
+            pipe.delete(key)
     pipe.delete(keys.POLICY_STATE, keys.DRIFT_LATEST)
     if top:
         pipe.set(keys.MONITOR_CURSOR, top[0][0])

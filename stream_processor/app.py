@@ -179,6 +179,23 @@ def build_app(
 
     seeking: dict[int, int] = {}  # partition -> first offset fetched before its seek back
     sought: set[int] = set()  # partitions sought back since assigned (at most once each)
+    topic_id_read: list[bool] = []
+
+    async def _load_checkpoint(p: int) -> tuple[int | None, dict[str, bytes], bool]:
+        """The partition's checkpoint, retried with backoff while Redis is unreachable (the
+        partition's messages wait meanwhile)."""
+        attempt = 0
+        while True:
+            try:
+                return await asyncio.to_thread(proc.load_checkpoint, p)
+            except Exception as exc:
+                attempt += 1
+                if not is_transient(exc) or stopping.is_set():
+                    raise
+                delay = retry_delay(attempt, s.retry_base_s, s.retry_max_s)
+                log.error("checkpoint of partition %d not readable, retrying in %.1f s: %s",
+                          p, delay, exc)  # fmt: skip
+                await asyncio.sleep(delay)
 
     async def _ensure_loaded(message: Any) -> bool:
         """Load the checkpoint of the message's partition on its first message. When the
@@ -193,9 +210,10 @@ def build_app(
             del seeking[p]
         if proc.is_loaded(p):
             return True
-        if proc.topic_id is None:
+        if not topic_id_read:  # once per process: every checkpoint key of it is the same
             proc.topic_id = await asyncio.to_thread(topic_id_of, settings, k.samples_topic)
-        offset, states, legacy = await asyncio.to_thread(proc.load_checkpoint, p)
+            topic_id_read.append(True)
+        offset, states, legacy = await _load_checkpoint(p)
         if proc.is_loaded(p):
             return True
         resume = -1 if offset is None else offset

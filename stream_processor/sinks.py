@@ -453,9 +453,9 @@ class RedisSink:
             key = k.decode() if isinstance(k, bytes) else str(k)
             if key == OFFSET_FIELD:
                 offset = int(v)
-            elif key.startswith(STATE_PREFIX) and not legacy:
+            elif key.startswith(STATE_PREFIX):
                 states[key[len(STATE_PREFIX) :]] = bytes(v)
-            elif legacy:
+            elif legacy:  # written before the prefix
                 states[key] = bytes(v)
         return offset, states, legacy
 

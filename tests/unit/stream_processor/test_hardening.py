@@ -203,3 +203,19 @@ def test_backlogged_when_too_many_windows_wait() -> None:
     _feed(proc, ["dev-a"], 20)
     assert proc.cut() is None
     assert proc.backlogged
+
+
+def test_checkpoint_read_from_the_legacy_key_is_rewritten_whole() -> None:
+    from stream_processor.processor import encode_state
+
+    sink, clock = FakeSink(), Clock()
+    proc, _ = _proc(sink, clock)
+    other, _ = _proc(FakeSink(), Clock())
+    other.restore(0, None, {})
+    _feed(other, ["dev-a", "dev-b"], 6)
+    states = {d: encode_state(w) for d, w in other.partitions[0].devices.items()}
+    proc.restore(0, 23, states, legacy=True)  # read from ckpt:{app}:{topic}:{p}
+    proc.handle(0, 24, b"dev-a", _msg("dev-a", T0 + 6_000), 24)
+    job = proc.cut(force=True)
+    assert job is not None
+    assert set(job.checkpoints[0].states) == {"dev-a", "dev-b"}, "every device rewritten"

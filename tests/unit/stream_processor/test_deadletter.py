@@ -123,3 +123,26 @@ def test_dead_letter_of_a_large_message_is_truncated_with_size_and_hash() -> Non
     assert dl.key is not None and len(dl.key) == 256
     small = decode_deadletter(dead_letter("wearmon.samples", b"ab", b"d1", "why"))
     assert not small.truncated and small.raw_size == 2
+
+
+def test_undeliverable_dead_letters_are_counted() -> None:
+    from stream_processor.deadletter import DeadLetterSender
+    from stream_processor.metrics import StreamMetrics
+
+    class Refusing:
+        def produce(self, *a: object, **kw: object) -> None:
+            raise BufferError("queue full")
+
+    class Failing:
+        def produce(self, topic: str, key: object, value: bytes, on_delivery: object) -> None:
+            class Err:
+                def str(self) -> str:
+                    return "MSG_SIZE_TOO_LARGE"
+
+            on_delivery(Err(), None)  # type: ignore[operator]
+
+    m = StreamMetrics()
+    for producer in (Refusing(), Failing()):
+        DeadLetterSender(producer, "dl", m).send("t", b"x", b"k", "why", "undecodable")
+    assert m.deadletters_undelivered._value.get() == 2
+    assert m.deadletters.labels(reason="undecodable")._value.get() == 2

@@ -258,7 +258,9 @@ def delay(devices: int, interval_s: float, onset_s: float, after_s: float) -> No
     for d in DRIFTS:
         feats = {s: (window_features(w), window_features(inject(w, d))) for s, w in live.items()}
         st, t, first, trig, fa, clean = PolicyState(), 0.0, None, None, 0, 0
-        rows: list[np.ndarray] = []  # windows since the last check that ran (as the cursor)
+        # windows since the last check that ran (as the cursor), in stream order: by window
+        # time, devices interleaved
+        rows: list[tuple[int, int, np.ndarray]] = []
         while t < onset_s + after_s:
             t0, t = t, t + interval_s
             for k in range(devices):
@@ -266,12 +268,17 @@ def delay(devices: int, interval_s: float, onset_s: float, after_s: float) -> No
                 clean_f, drift_f = feats[subj]
                 for w in np.arange(np.ceil(t0 / 2), np.ceil(t / 2), dtype=int):
                     i = (w + 37 * k) % len(clean_f)
-                    rows.append(drift_f[i] if 2 * w >= onset_s else clean_f[i])
+                    rows.append((int(w), k, drift_f[i] if 2 * w >= onset_s else clean_f[i]))
             if len(rows) < pol.min_windows:
                 continue  # skipped: the windows wait for the next check
-            f, rows = np.asarray(rows)[-cfg.max_live :], []
-            res = check(_batch(f), ref, int(t * 1000), cfg)
-            step_ = step(st, Check(int(t * 1000), res.drifted, len(f), res.score), pol)
+            rows.sort(key=lambda r: (r[0], r[1]))
+            batch = dataclasses.replace(
+                _batch(np.asarray([r[2] for r in rows])),
+                devices=np.asarray([f"dev-{r[1]}" for r in rows]),
+            )
+            rows = []
+            res = check(batch, ref, int(t * 1000), cfg)
+            step_ = step(st, Check(int(t * 1000), res.drifted, len(batch), res.score), pol)
             st = step_.state
             if t <= onset_s:
                 clean += 1

@@ -67,6 +67,9 @@ class Pipeline:
         self.worker: Any = None
         self.base_version = ""
         self._stack: Any = None
+        #: device ids of every run are new: a device id seen before keeps its windower
+        #: state in the checkpoint, and a replay older than it would all be "late"
+        self.seed = int(time.time()) % 1_000_000 * 100
 
     def __enter__(self) -> Pipeline:
         from wearmon.stack import LocalStack
@@ -210,7 +213,7 @@ def run_scenario(pipe: Pipeline, sc: Scenario, index: int) -> tuple[ScenarioResu
         loop=True,
         duration_s=sc.device_s,
         stagger_s=0.5,
-        device_seed=1000 + index,
+        device_seed=pipe.seed + index,
         send_labels=sc.labels,
         drift=_drift_config(sc, cfg),
     )

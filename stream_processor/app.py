@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import faust
+from faust.types import TP
 
 from stream_processor import faust_adapter as fa
 from stream_processor.metrics import StreamMetrics
@@ -30,7 +31,7 @@ from stream_processor.processor import (
     is_transient,
     retry_delay,
 )
-from stream_processor.sinks import RedisSink
+from stream_processor.sinks import RedisSink, StaleCheckpoint
 from wearmon.errors import SchemaError
 from wearmon.schemas import decode_labels
 from wearmon.settings import KafkaSettings, Settings
@@ -229,7 +230,7 @@ def build_app(
                     "(Kafka committed ahead of Redis): seeking back to %d",
                     p, resume, message.offset, resume + 1,
                 )  # fmt: skip
-                await app.consumer.seek(message.tp, resume + 1)
+                await fa.seek(app, message.tp, resume + 1)
                 return False
             log.error(
                 "partition %d: offsets %d..%d are no longer in Kafka (retention)",
@@ -325,6 +326,24 @@ def build_app(
                 await asyncio.sleep(retry_delay(attempt, s.retry_base_s, s.retry_max_s))
         return []
 
+    async def _rewind(job: Job, keys: list[str]) -> None:
+        """Redis came back with older checkpoints than this worker wrote (restarted from an
+        older snapshot, or flushed): drop those partitions' state and pending work, and seek
+        them back to the checkpoint Redis has, so the lost windows are written again."""
+        parts = [p for p in list(proc.partitions) if proc.checkpoint_key(p) in keys]
+        log.error(
+            "Redis holds older checkpoints than written for partitions %s: reading them "
+            "again from there", parts,
+        )  # fmt: skip
+        rewound = proc.rewind(job, parts)
+        for p, next_offset in rewound.items():  # before any await: the fetch loop goes on
+            seeking[p] = next_offset
+            sought.add(p)
+            metrics.seeks.inc()
+        for p in rewound:
+            offset, _, _ = await _load_checkpoint(p)
+            await fa.seek(app, TP(k.samples_topic, p), (-1 if offset is None else offset) + 1)
+
     async def run_job(job: Job) -> JobResult | None:
         """Execute a job, retrying with exponential backoff (``stream.retry_base_s`` doubling
         to ``stream.retry_max_s``) while Redis or Kafka are unavailable; after
@@ -337,6 +356,9 @@ def build_app(
                 if isolated is None:
                     return await loop.run_in_executor(executor, proc.execute, job)
                 return await loop.run_in_executor(executor, proc.execute_isolated, job, isolated)
+            except StaleCheckpoint as exc:
+                await _rewind(job, exc.keys)
+                continue
             except Exception as exc:
                 attempt += 1
                 transient = is_transient(exc)

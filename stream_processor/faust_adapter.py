@@ -154,6 +154,14 @@ def fetch_max_wait(app: faust.App, ms: int) -> None:
     thread._create_worker_consumer = create_worker_consumer
 
 
+async def seek(app: faust.App, tp: Any, offset: int) -> None:
+    """Seek ``tp`` to ``offset`` on the consumer's own thread (Faust's ``Consumer.seek``
+    calls aiokafka from the event loop's thread, which raced with aiokafka's fetcher:
+    ``KeyError`` in ``fetched_records``), and wait until the position is set."""
+    consumer: Any = app.consumer
+    await consumer._thread.seek_wait({tp: offset})
+
+
 def contract_problems(app: faust.App | None = None) -> list[str]:
     """What this module relies on that the installed Faust/aiokafka do not provide (empty:
     all good). ``app``: a built (not started) app, to check instance attributes too."""
@@ -178,6 +186,7 @@ def contract_problems(app: faust.App | None = None) -> list[str]:
     need(Consumer, "seek", "seek back to an older checkpoint")
     need(Consumer, "earliest_offsets", "the earliest offset still in Kafka")
     need(AIOKafkaConsumerThread, "_create_worker_consumer", "creates the aiokafka consumer")
+    need(AIOKafkaConsumerThread, "seek_wait", "seek on the consumer's thread (seek)")
     init = inspect.getsource(AIOKafkaConsumer.__init__)
     if "self._fetch_max_wait_ms" not in init:
         problems.append("AIOKafkaConsumer._fetch_max_wait_ms: no longer set in __init__")

@@ -24,7 +24,7 @@ import numpy as np
 
 from stream_processor.deadletter import BadMessage, DeadLetterSender, check_arrays
 from stream_processor.metrics import StreamMetrics
-from stream_processor.sinks import Checkpoint, WriteOutcome, checkpoint_key
+from stream_processor.sinks import Checkpoint, StaleCheckpoint, WriteOutcome, checkpoint_key
 from wearmon.schemas import Prediction, encode
 from wearmon.settings import Settings
 from wearmon.signals.stream import IncrementalWindower
@@ -109,6 +109,9 @@ class PartitionState:
     seen: dict[str, int] = field(default_factory=dict)
     #: devices evicted from memory (state in the checkpoint) -> when last seen
     evicted: dict[str, int] = field(default_factory=dict)
+    #: the offset of this partition's checkpoint in Redis as this worker last saw or wrote
+    #: it (-1: none yet): a lower one in Redis means Redis went back in time
+    written_offset: int = -1
 
 
 @dataclass
@@ -120,6 +123,11 @@ class Job:
     checkpoints: list[Checkpoint]
     acks: list[Any]
     cut_ms: int
+    #: (checkpoint key, offset Redis must still hold) of every partition: the write is
+    #: refused (StaleCheckpoint) when Redis holds an older one
+    guards: list[tuple[str, int]] = field(default_factory=list)
+    #: partition of each ack token
+    ack_partitions: list[int] = field(default_factory=list)
     #: the predictions were delivered to Kafka (a retry only writes Redis)
     sent: list[Prediction] | None = None
     features: np.ndarray | None = None
@@ -223,6 +231,7 @@ class Processor:
             devices=devices,
             dirty=set(devices) if legacy else set(),
             seen=dict.fromkeys(devices, self._tick),
+            written_offset=-1 if legacy else last,
         )
         self.metrics.devices.set(sum(len(p.devices) for p in self.partitions.values()))
         log.info(
@@ -396,6 +405,7 @@ class Processor:
             return None
         checkpoints: list[Checkpoint] = []
         acks: list[Any] = []
+        ack_partitions: list[int] = []
         if self.checkpoint_due(now) or (
             force and any(p.offset > p.checkpointed_offset for p in self.partitions.values())
         ):
@@ -415,6 +425,7 @@ class Processor:
                     )
                 )
                 acks.extend(ps.unacked)
+                ack_partitions.extend([ps.partition] * len(ps.unacked))
                 ps.unacked = []
                 ps.dirty = set()
                 ps.checkpointed_offset = ps.offset
@@ -427,7 +438,16 @@ class Processor:
             return None
         if not windows and not checkpoints:
             return None
-        return Job(windows, self.models.current, checkpoints, acks, now)
+        guards = [(self.checkpoint_key(p), ps.written_offset) for p, ps in self.partitions.items()]
+        return Job(
+            windows,
+            self.models.current,
+            checkpoints,
+            acks,
+            now,
+            guards=guards,
+            ack_partitions=ack_partitions,
+        )
 
     def execute(self, job: Job) -> JobResult:
         """Inference + Kafka + Redis for one job (blocking: runs in the inference thread).
@@ -442,7 +462,7 @@ class Processor:
             self._send(preds)
             job.sent, job.features = preds, feats
         outcome = self.sink.write(
-            job.sent, job.features, job.checkpoints, raw=self._raw(job.windows)
+            job.sent, job.features, job.checkpoints, raw=self._raw(job.windows), guards=job.guards
         )
         return JobResult(job.sent, outcome, inference_s, self.clock())
 
@@ -512,7 +532,9 @@ class Processor:
             else:
                 preds, feats = self._classify([job.windows[i] for i in idx], job.model)
                 self._send(preds)
-            out = self.sink.write(preds, feats, raw=self._raw([job.windows[i] for i in idx]))
+            out = self.sink.write(
+                preds, feats, raw=self._raw([job.windows[i] for i in idx]), guards=job.guards
+            )
             for i, p, new in zip(idx, preds, out.new, strict=True):
                 written[i] = (p, new, [])
             if out.scored:
@@ -526,12 +548,33 @@ class Processor:
             self.metrics.isolated_windows.inc(len(starts))
             log.error("windows of one device dead-lettered (%s): %d windows", why, len(starts))
         checkpoints = self._isolate_checkpoints(job.checkpoints)
-        self.sink.write([], None, checkpoints)
+        self.sink.write([], None, checkpoints, guards=job.guards)
         keep = sorted(written)
         job.windows = [job.windows[i] for i in keep]
         scored = [s for i in keep for s in written[i][2]]
         outcome = WriteOutcome(new=[written[i][1] for i in keep], scored=scored)
         return JobResult([written[i][0] for i in keep], outcome, 0.0, self.clock())
+
+    def rewind(self, job: Job, partitions: Sequence[int]) -> dict[int, int]:
+        """Redis went back in time for ``partitions`` (restarted from an older snapshot):
+        forget their state and every pending window, checkpoint and ack of theirs (in
+        ``job`` and the batcher), so that they are read again from Redis's checkpoint.
+        Returns {partition: the next offset this worker would have read} (for the seek)."""
+        gone = {p: self.partitions[p] for p in partitions if p in self.partitions}
+        devices = {d for ps in gone.values() for d in (*ps.devices, *ps.evicted)}
+        keep = [i for i, w in enumerate(job.windows) if w.device not in devices]
+        if job.sent is not None:
+            job.sent = [job.sent[i] for i in keep]
+            job.features = None if job.features is None else job.features[keep]
+        job.windows = [job.windows[i] for i in keep]
+        job.checkpoints = [c for c in job.checkpoints if c.partition not in gone]
+        pairs = [(t, p) for t, p in zip(job.acks, job.ack_partitions, strict=True) if p not in gone]
+        job.acks, job.ack_partitions = [t for t, _ in pairs], [p for _, p in pairs]
+        job.guards = [g for g in job.guards if g[0] not in {self.checkpoint_key(p) for p in gone}]
+        pending = self.batcher.take()
+        self.batcher.add([w for w in pending if w.device not in devices], self.clock())
+        self.drop_partitions(list(gone))
+        return {p: ps.offset + 1 for p, ps in gone.items()}
 
     def _isolate_checkpoints(self, checkpoints: Sequence[Checkpoint]) -> list[Checkpoint]:
         """The checkpoints without device states that fail to be written on their own
@@ -582,6 +625,10 @@ class Processor:
             m.scored.labels(model_version=version, result="correct" if ok else "wrong").inc()
         if job.checkpoints:
             m.checkpoints.inc(len(job.checkpoints))
+        for c in job.checkpoints:
+            ps = self.partitions.get(c.partition)
+            if ps is not None:
+                ps.written_offset = max(ps.written_offset, c.offset)
         return job.acks
 
 
@@ -624,7 +671,7 @@ def bisect_failures(
         attempt(devices)
         return []
     except Exception as exc:
-        if is_transient(exc):
+        if is_transient(exc) or isinstance(exc, StaleCheckpoint):
             raise
         if len(devices) == 1:
             return [(devices[0], f"{type(exc).__name__}: {exc}")]

@@ -48,6 +48,8 @@ FEATURES_KEY = "feat:live"
 FEATURE_NAMES_KEY = "feat:names"
 ACCURACY_KEY = "acc:live"
 OFFSET_FIELD = "__offset__"
+#: first code returned by the batch script when a guard finds an older checkpoint
+STALE = -100
 #: prefix of the device fields of a checkpoint hash
 STATE_PREFIX = "d:"
 
@@ -127,9 +129,24 @@ end
 # A checkpoint only ever moves forward (a zombie worker that lost its partition cannot
 # overwrite a newer one). Returns one code per prediction: -1 duplicate, 1 written,
 # 2 written + scored wrong, 3 written + scored correct.
+# Guards, checked first: the last G KEYS are checkpoint hashes, ARGV ends with their G
+# expected offsets and then G. A hash holding an older offset than expected (Redis came
+# back from an older snapshot) makes the script write nothing and return
+# {STALE, indices of those guards}.
 _WRITE_BATCH = (
     _LUA_SCORE
     + """
+local ng = tonumber(ARGV[#ARGV])
+local stale = {}
+for g = 1, ng do
+  local prev = tonumber(ARGV[#ARGV - ng + g - 1])
+  local cur = redis.call('HGET', KEYS[#KEYS - ng + g], '__offset__')
+  if prev >= 0 and (not cur or tonumber(cur) < prev) then stale[#stale + 1] = g end
+end
+if #stale > 0 then
+  table.insert(stale, 1, -100)
+  return stale
+end
 local names = {'device', 'window_start_ms', 'window_end_ms', 'label', 'confidence', 'probs',
                'model_version', 'processed_ms', 'latency_ms'}
 local hmax, ttl, fmax = ARGV[1], ARGV[2], ARGV[3]
@@ -360,6 +377,7 @@ class RedisSink:
         features: np.ndarray | None = None,
         checkpoints: Sequence[Checkpoint] = (),
         raw: Sequence[bytes] | None = None,
+        guards: Sequence[tuple[str, int]] = (),
     ) -> WriteOutcome:
         """Write predictions (their features and raw windows), then the checkpoints, in one
         script. ``raw``: one wearmon.signals.raw value per prediction (kept per
@@ -399,7 +417,13 @@ class RedisSink:
             for device, state in c.states.items():
                 args += [STATE_PREFIX + device, state]
             args += [STATE_PREFIX + d for d in c.retired]
+        for key, offset in guards:
+            keys.append(key)
+            args.append(offset)
+        args.append(len(guards))
         codes = [int(r) for r in self._batch(keys=keys, args=args)]
+        if codes and codes[0] == STALE:
+            raise StaleCheckpoint([guards[i - 1][0] for i in codes[1:]])
         scored = [
             (p.model_version, code == 3)
             for p, code in zip(predictions, codes, strict=True)
@@ -458,6 +482,15 @@ class RedisSink:
             elif legacy:  # written before the prefix
                 states[key] = bytes(v)
         return offset, states, legacy
+
+
+class StaleCheckpoint(Exception):
+    """Redis holds an older checkpoint than this worker wrote (it restarted from an older
+    snapshot): nothing of the batch was written."""
+
+    def __init__(self, keys: Sequence[str]) -> None:
+        super().__init__(f"Redis went back in time for {', '.join(keys)}")
+        self.keys = list(keys)
 
 
 def _s(v: Any) -> str:

@@ -146,3 +146,55 @@ def test_worker_stops_within_30_s_while_redis_is_frozen(
         os.kill(pid, signal.SIGCONT)
         stop_worker(worker)
     print(f"RELIABILITY redis-frozen-shutdown: stopped {took:.1f} s after SIGINT")
+
+
+def test_redis_restored_from_an_older_snapshot_under_a_running_worker(
+    stack: Settings,
+    redis_client: Any,
+    subprocess_env: dict[str, str],
+    recording: Recording,
+    tmp_path: Path,
+) -> None:
+    """Redis goes back in time while the worker runs (its keys replaced by a DUMP taken a
+    third of the replay earlier): the worker's next write finds an older checkpoint, seeks
+    back to it and writes the lost windows again."""
+    run = make_run(stack, subprocess_env)
+    register_tiny(run.settings, tmp_path, seed=17)
+    devices = [f"rback-{run.run}-{i}" for i in range(N_DEVICES)]
+    expected = {d: expected_windows(recording, run.settings, d) for d in devices}
+    per = [messages_of(recording, d) for d in devices]
+    msgs = [m for group in zip(*per, strict=True) for m in group]
+    third = len(msgs) // 3
+    log = tmp_path / "worker.log"
+
+    def keys() -> list[Any]:
+        out = list(redis_client.scan_iter(match=f"ckpt:wm-test-{run.run}:*"))
+        return out + [k for d in devices for k in (f"pred:hist:{d}", f"pred:latest:{d}")]
+
+    def predicted() -> int:
+        return sum(redis_client.xlen(f"pred:hist:{d}") for d in devices)
+
+    def done() -> bool:
+        return all(redis_client.xlen(f"pred:hist:{d}") >= len(e) for d, e in expected.items())
+
+    worker = start_worker(run.env, log)
+    try:
+        send(run.settings, msgs[:third])
+        wait_for(lambda: predicted() > 0, 120, [worker], log, "the first predictions")
+        time.sleep(3.0)
+        snapshot = {k: redis_client.dump(k) for k in keys() if redis_client.exists(k)}
+        n = predicted()
+        send(run.settings, msgs[third : 2 * third])
+        wait_for(lambda: predicted() > n + 20, 120, [worker], log, "the second third")
+        time.sleep(3.0)
+        for k in keys():
+            redis_client.delete(k)
+        for k, v in snapshot.items():
+            redis_client.restore(k, 0, v, replace=True)
+        send(run.settings, msgs[2 * third :])
+        wait_for(done, 180, [worker], log, "every window after Redis went back in time")
+        time.sleep(2.0)
+    finally:
+        stop_worker(worker)
+    assert "Redis holds older checkpoints" in log.read_text()
+    report("redis-older-snapshot-running", redis_client, run.settings, expected)

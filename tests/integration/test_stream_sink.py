@@ -104,3 +104,23 @@ def test_stack_redis_runs_with_noeviction_and_a_memory_limit(stack: Settings) ->
         assert int(client.config_get("maxmemory")["maxmemory"]) > 0
     finally:
         client.close()
+
+
+def test_a_guard_refuses_the_whole_batch_when_redis_went_back(redis_client: Any) -> None:
+    from stream_processor.sinks import StaleCheckpoint
+
+    sink = _sink(redis_client)
+    app = f"app-{uuid.uuid4().hex[:6]}"
+    key = checkpoint_key(app, "t", 0, "tid")
+    device = f"guard-{uuid.uuid4().hex[:6]}"
+    sink.write([], None, [Checkpoint(key, 0, 10, {"a": b"1"})])
+    with pytest.raises(StaleCheckpoint) as err:  # this worker wrote 20; Redis has 10
+        sink.write([_pred(device, 1000)], None, [Checkpoint(key, 0, 30, {})], guards=[(key, 20)])
+    assert err.value.keys == [key]
+    assert redis_client.exists(history_key(device)) == 0
+    assert sink.load_checkpoint(app, "t", 0, "tid")[0] == 10
+    sink.write([_pred(device, 1000)], None, [Checkpoint(key, 0, 30, {})], guards=[(key, 10)])
+    assert sink.load_checkpoint(app, "t", 0, "tid")[0] == 30
+    missing = checkpoint_key(app, "t", 1, "tid")  # flushed: no checkpoint at all
+    with pytest.raises(StaleCheckpoint):
+        sink.write([_pred(device, 5000)], None, [], guards=[(missing, 5)])

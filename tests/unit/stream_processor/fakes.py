@@ -60,7 +60,12 @@ class FakeSink:
         self.ckpt: dict[int, tuple[int, dict[str, bytes]]] = {}
 
     def write(
-        self, preds: Any, features: Any = None, checkpoints: Any = (), raw: Any = None
+        self,
+        preds: Any,
+        features: Any = None,
+        checkpoints: Any = (),
+        raw: Any = None,
+        guards: Any = (),
     ) -> WriteOutcome:
         new = []
         for p in preds:

@@ -105,9 +105,7 @@ class PoisonSink(FakeSink):
         super().__init__()
         self.poison = poison
 
-    def write(
-        self, preds: Any, features: Any = None, checkpoints: Any = (), raw: Any = None
-    ) -> Any:
+    def write(self, preds: Any, features: Any = None, checkpoints: Any = (), **kw: Any) -> Any:
         if any(p.device == self.poison for p in preds):
             raise ValueError("WRONGTYPE history key")
         return super().write(preds, features, checkpoints)
@@ -140,9 +138,7 @@ def test_a_retry_after_kafka_delivery_writes_redis_only() -> None:
     class FlakySink(FakeSink):
         fail = True
 
-        def write(
-            self, preds: Any, features: Any = None, checkpoints: Any = (), raw: Any = None
-        ) -> Any:
+        def write(self, preds: Any, features: Any = None, checkpoints: Any = (), **kw: Any) -> Any:
             if self.fail:
                 self.fail = False
                 raise OSError("redis down")
@@ -219,3 +215,28 @@ def test_checkpoint_read_from_the_legacy_key_is_rewritten_whole() -> None:
     job = proc.cut(force=True)
     assert job is not None
     assert set(job.checkpoints[0].states) == {"dev-a", "dev-b"}, "every device rewritten"
+
+
+def test_rewind_drops_one_partition_and_keeps_the_other() -> None:
+    sink, clock = FakeSink(), Clock()
+    proc, _ = _proc(sink, clock)
+    proc.restore(0, None, {})
+    proc.restore(1, None, {})
+    off = 0
+    for start in range(T0, T0 + 10_000, 500):
+        for p, d in ((0, "dev-a"), (1, "dev-b")):
+            for sensor in ("accel", "gyro"):
+                proc.handle(p, off, d.encode(), _msg(d, start, sensor), (p, off))
+                off += 1
+    job = proc.cut(force=True)
+    assert job is not None and {w.device for w in job.windows} == {"dev-a", "dev-b"}
+    assert set(job.ack_partitions) == {0, 1} and len(job.guards) == 2
+    nxt = proc.rewind(job, [1])
+    assert nxt == {1: off}
+    assert {w.device for w in job.windows} == {"dev-a"}
+    assert [c.partition for c in job.checkpoints] == [0]
+    assert all(t[0] == 0 for t in job.acks) and set(job.ack_partitions) == {0}
+    assert [g[0] for g in job.guards] == [proc.checkpoint_key(0)]
+    assert not proc.is_loaded(1) and proc.is_loaded(0)
+    proc.complete(job, proc.execute(job))
+    assert proc.partitions[0].written_offset == job.checkpoints[0].offset

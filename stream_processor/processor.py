@@ -5,7 +5,7 @@ time and drives the batch cycle: :meth:`Processor.cut` (on the event loop, betwe
 takes the pending windows and, when a checkpoint is due, a consistent snapshot of the
 changed per-device windower states and each partition's last offset; :meth:`Processor.execute`
 (in a worker thread) runs one batched inference call, sends the predictions to Kafka, then
-writes them, their features and the checkpoint to Redis in one pipeline;
+writes them, their features and the checkpoint to Redis in one atomic script;
 :meth:`Processor.complete` (back on the loop) returns the messages that may now be acked.
 Only then are their offsets committed. See docs/stream.md for why this is exactly-once.
 """

@@ -469,14 +469,17 @@ def ensure_topics(settings: Settings, timeout: float = 30.0) -> None:
     from confluent_kafka.admin import AdminClient, NewTopic
 
     from wearmon.errors import KafkaUnavailableError
+    from wearmon.kafka_errors import ConnectErrors
 
     k = settings.kafka
-    admin = AdminClient(k.confluent_config())
+    errors = ConnectErrors()  # a TLS or SASL failure is named, not "transport failure"
+    conf: dict[str, Any] = {**k.confluent_config(), "error_cb": errors}
+    admin = AdminClient(conf)
     try:
         existing = set(admin.list_topics(timeout=timeout).topics)
     except Exception as exc:
         raise KafkaUnavailableError(
-            f"Kafka at {k.bootstrap_servers} not reachable: {exc}"
+            f"Kafka at {k.bootstrap_servers} not reachable: {errors.reason(admin, str(exc))}"
         ) from None
     wanted = {
         k.samples_topic: k.partitions,

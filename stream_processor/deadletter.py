@@ -45,6 +45,8 @@ KINDS = (
     "no_key",
     "bad_device",
     "too_large",
+    "label",  # a label segment that cannot be decoded or stored
+    "batch_failed",  # windows of a device isolated from a batch that kept failing
 )
 
 
@@ -141,7 +143,9 @@ class DeadLetterSender:
         self.producer = producer
         self.topic = topic
         self.metrics = metrics
-        self._by_kind: dict[str, Any] = {}
+        # every kind's series exists from the start at 0: Prometheus sees the first dead
+        # letter of a kind as an increase (a series born at 1 shows none)
+        self._by_kind: dict[str, Any] = {k: metrics.deadletters.labels(reason=k) for k in KINDS}
 
     def send(
         self, source_topic: str, raw: bytes | None, key: bytes | None, reason: str, kind: str

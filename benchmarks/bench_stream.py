@@ -37,7 +37,8 @@ from typing import Any
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-THESIS = Path("/work/shared/anchors/thesis-model")
+#: the study's published model, in ../shared beside the repository
+THESIS = Path(__file__).resolve().parents[2] / "shared" / "anchors" / "thesis-model"
 log = logging.getLogger("bench_stream")
 
 WARM_S = 12.0

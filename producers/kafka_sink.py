@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,12 +36,18 @@ def client_config(kafka: KafkaSettings) -> dict[str, Any]:
 
 
 def ensure_topics(
-    kafka: KafkaSettings, topics: Sequence[str], *, timeout_s: float = 5.0
+    kafka: KafkaSettings,
+    topics: Sequence[str],
+    *,
+    timeout_s: float = 5.0,
+    partitions: Mapping[str, int] | None = None,
 ) -> list[str]:
-    """Fail fast if the broker is unreachable; create missing topics (or fail when disabled).
+    """Fail fast if the broker is unreachable; create missing topics (or fail when disabled)
+    with ``kafka.partitions`` partitions each, or the number ``partitions`` gives a topic.
 
-    Returns the topics that were created.
+    Returns the topics that were created. Used by the replay and the worker alike.
     """
+    counts = {t: int((partitions or {}).get(t, kafka.partitions)) for t in topics}
     errors = ConnectErrors()  # a TLS or SASL failure is named, not "transport failure"
     conf: dict[str, Any] = {**client_config(kafka), "socket.connection.setup.timeout.ms": 3000}
     conf["error_cb"] = errors
@@ -64,7 +70,7 @@ def ensure_topics(
     brokers = max(1, len(md.brokers))
     futures = admin.create_topics(
         [
-            NewTopic(t, num_partitions=kafka.partitions, replication_factor=min(3, brokers))
+            NewTopic(t, num_partitions=counts[t], replication_factor=min(3, brokers))
             for t in missing
         ],
         operation_timeout=timeout_s,
@@ -78,7 +84,7 @@ def ensure_topics(
             if isinstance(err, KafkaError) and err.code() == KafkaError.TOPIC_ALREADY_EXISTS:
                 continue
             raise KafkaUnavailableError(f"cannot create topic {topic!r}: {_reason(exc)}") from None
-        log.info("created topic %s with %d partitions", topic, kafka.partitions)
+        log.info("created topic %s with %d partitions", topic, counts[topic])
     return missing
 
 

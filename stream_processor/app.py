@@ -465,42 +465,13 @@ def topic_id_of(settings: Settings, topic: str, timeout: float = 10.0) -> str | 
 
 
 def ensure_topics(settings: Settings, timeout: float = 30.0) -> None:
-    """Create the topics the worker reads and writes when missing (``kafka.create_topics``)."""
-    from confluent_kafka.admin import AdminClient, NewTopic
-
-    from wearmon.errors import KafkaUnavailableError
-    from wearmon.kafka_errors import ConnectErrors
+    """Create the topics the worker reads and writes when missing (``kafka.create_topics``):
+    the replay's own check (one line naming a TLS/SASL failure), one dead-letter partition."""
+    from producers.kafka_sink import ensure_topics as ensure
 
     k = settings.kafka
-    errors = ConnectErrors()  # a TLS or SASL failure is named, not "transport failure"
-    conf: dict[str, Any] = {**k.confluent_config(), "error_cb": errors}
-    admin = AdminClient(conf)
-    try:
-        existing = set(admin.list_topics(timeout=timeout).topics)
-    except Exception as exc:
-        raise KafkaUnavailableError(
-            f"Kafka at {k.bootstrap_servers} not reachable: {errors.reason(admin, str(exc))}"
-        ) from None
-    wanted = {
-        k.samples_topic: k.partitions,
-        k.labels_topic: k.partitions,
-        k.predictions_topic: k.partitions,
-        k.deadletter_topic: 1,
-    }
-    new = [
-        NewTopic(t, num_partitions=n, replication_factor=1)
-        for t, n in wanted.items()
-        if t not in existing
-    ]
-    if not new:
-        return
-    for topic, fut in admin.create_topics(new).items():
-        try:
-            fut.result(timeout=timeout)
-            log.info("created topic %s", topic)
-        except Exception as exc:  # created meanwhile by another worker
-            if "TOPIC_ALREADY_EXISTS" not in str(exc):
-                raise KafkaUnavailableError(f"cannot create topic {topic}: {exc}") from None
+    topics = [k.samples_topic, k.labels_topic, k.predictions_topic, k.deadletter_topic]
+    ensure(k, topics, timeout_s=timeout, partitions={k.deadletter_topic: 1})
 
 
 def run_worker(settings: Settings, *, loglevel: str = "info") -> None:

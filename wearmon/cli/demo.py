@@ -22,11 +22,9 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -38,6 +36,7 @@ from rich.table import Table
 
 from wearmon.cli.common import settings_of
 from wearmon.errors import WearmonError
+from wearmon.processes import child_env, wearmon_command
 from wearmon.settings import Settings
 
 console = Console()
@@ -45,15 +44,12 @@ console = Console()
 
 def _env(settings: Settings) -> dict[str, str]:
     """Environment that hands the demo's settings to the child commands."""
-    env = dict(os.environ)
-    env["WEARMON_DATA_DIR"] = str(settings.data_dir.resolve())
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
+    return child_env(settings.model_copy(update={"data_dir": settings.data_dir.resolve()}))
 
 
 def _run(args: list[str], settings: Settings, what: str) -> None:
     console.print(f"[bold]$ wearmon {' '.join(args)}")
-    proc = subprocess.run([sys.executable, "-m", "wearmon.cli.main", *args], env=_env(settings))
+    proc = subprocess.run(wearmon_command(*args), env=_env(settings))
     if proc.returncode != 0:
         raise WearmonError(f"{what} failed (exit code {proc.returncode})")
 
@@ -190,7 +186,7 @@ def register(app: typer.Typer) -> None:
             client = redis.Redis.from_url(settings.redis.url, **settings.redis.client_kwargs())
             with open(log_path, "wb") as logf:
                 worker = subprocess.Popen(
-                    [sys.executable, "-m", "wearmon.cli.main", "process"],
+                    wearmon_command("process"),
                     env=_env(settings),
                     stdout=logf,
                     stderr=subprocess.STDOUT,

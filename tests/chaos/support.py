@@ -7,6 +7,7 @@ from typing import Any
 
 from tests.integration.stream_support import history
 from wearmon.settings import Settings
+from wearmon.stack import LocalStack
 
 
 def topic_counts(settings: Settings, devices: set[str], want: set, timeout: float = 30) -> list:
@@ -52,3 +53,10 @@ def report(name: str, redis_client: Any, settings: Settings, expected: dict) -> 
     assert len(rows) == len(set(rows)), "a window written twice in Redis"
     assert want <= set(rows), f"{len(want - set(rows))} windows missing in Redis"
     assert want <= set(topic), f"{len(want - set(topic))} windows missing on the topic"
+
+
+def service_pid(stack: Settings, name: str) -> int:
+    """The pid of one service of the session's stack (kafka, redis, prometheus)."""
+    pid = next(s.pid for s in LocalStack(stack).status() if s.name == name)
+    assert pid is not None, f"the stack's {name} is not running"
+    return int(pid)

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.chaos.support import report
+from tests.chaos.support import report, service_pid
 from tests.integration.stream_support import (
     expected_windows,
     generated_recording,
@@ -30,7 +30,6 @@ from tests.integration.stream_support import (
 )
 from wearmon.settings import Settings
 from wearmon.signals.types import Recording
-from wearmon.stack import LocalStack
 
 pytestmark = [pytest.mark.integration, pytest.mark.chaos]
 
@@ -44,10 +43,9 @@ def recording(tmp_path_factory: pytest.TempPathFactory) -> Recording:
 
 @pytest.fixture
 def kafka_pid(stack: Settings) -> Iterator[int]:
-    pid = next(s.pid for s in LocalStack(stack).status() if s.name == "kafka")
-    assert pid is not None
+    pid = service_pid(stack, "kafka")
     try:
-        yield int(pid)
+        yield pid
     finally:
         os.kill(int(pid), signal.SIGCONT)
 

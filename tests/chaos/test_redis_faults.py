@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from tests.chaos.support import report
+from tests.chaos.support import report, service_pid
 from tests.integration.stream_support import (
     expected_windows,
     generated_recording,
@@ -46,9 +46,7 @@ def recording(tmp_path_factory: pytest.TempPathFactory) -> Recording:
 
 
 def _redis_pid(stack: Settings) -> int:
-    pid = next(s.pid for s in LocalStack(stack).status() if s.name == "redis")
-    assert pid is not None, "the stack's Redis is not running"
-    return int(pid)
+    return service_pid(stack, "redis")
 
 
 @pytest.fixture

@@ -164,7 +164,7 @@ def _reset_monitor(client: Any) -> str:
     return last[0][0].decode() if last else "0-0"
 
 
-def _drift_config(sc: Scenario, cfg: BacktestConfig) -> Any:
+def _drift_config(sc: Scenario) -> Any:
     from producers import DriftConfig, load_seglearn
 
     if sc.drift is None:
@@ -215,7 +215,7 @@ def run_scenario(pipe: Pipeline, sc: Scenario, index: int) -> tuple[ScenarioResu
         stagger_s=0.5,
         device_seed=pipe.seed + index,
         send_labels=sc.labels,
-        drift=_drift_config(sc, cfg),
+        drift=_drift_config(sc),
     )
     devices = device_ids(cfg.devices, rc.device_seed)
     now = int(time.time() * 1000)
@@ -237,14 +237,15 @@ def run_scenario(pipe: Pipeline, sc: Scenario, index: int) -> tuple[ScenarioResu
     thread = threading.Thread(target=run_replay, name="backtest-replay", daemon=True)
     thread.start()
     onset = None if sc.drift is None else anchor + int(sc.onset_s * 1000)
-    done_at: list[float] = []
+    retrain_ended_ms: list[float] = []  # device time the closed loop's retraining ended
+    replay_ended: list[float] = []  # wall time (monotonic) the replay ended
 
     def done() -> bool:
         if thread.is_alive():
-            return _loop_done(mon, sc, device_clock, done_at, cfg, stop)
-        if not done_at:
-            done_at.append(time.monotonic())
-        return time.monotonic() - done_at[0] > 3.0 * cfg.check_every_s / cfg.speed + 2.0
+            return _loop_done(mon, sc, device_clock, retrain_ended_ms, stop)
+        if not replay_ended:
+            replay_ended.append(time.monotonic())
+        return time.monotonic() - replay_ended[0] > 3.0 * cfg.check_every_s / cfg.speed + 2.0
 
     checks = drive(
         mon.check_once,
@@ -264,9 +265,7 @@ def run_scenario(pipe: Pipeline, sc: Scenario, index: int) -> tuple[ScenarioResu
     return result, scored_windows(client, devices)
 
 
-def _loop_done(
-    mon: Any, sc: Scenario, clock: Any, done_at: list[float], cfg: BacktestConfig, stop: Any
-) -> bool:
+def _loop_done(mon: Any, sc: Scenario, clock: Any, done_at: list[float], stop: Any) -> bool:
     """A closed-loop scenario ends ``after_s`` device-seconds after its retraining ended."""
     if not sc.retrain:
         return False

@@ -153,6 +153,7 @@ def build_app(
     labels = raw_keyed_topic(k.labels_topic)
     app.topic(k.predictions_topic, partitions=k.partitions, value_serializer="raw")
     app.topic(k.deadletter_topic, partitions=1, value_serializer="raw")
+    app.topic(k.episodes_topic, partitions=k.partitions, value_serializer="raw")
     # inference and the writes of a batch run in one thread, one batch after the other.
     # Measured: a second thread for the writes (overlapping the next inference) made it
     # worse: its Python work (Redis commands, JSON) competes for the GIL with the event
@@ -470,7 +471,10 @@ def ensure_topics(settings: Settings, timeout: float = 30.0) -> None:
     from producers.kafka_sink import ensure_topics as ensure
 
     k = settings.kafka
-    topics = [k.samples_topic, k.labels_topic, k.predictions_topic, k.deadletter_topic]
+    topics = [
+        k.samples_topic, k.labels_topic, k.predictions_topic, k.episodes_topic,
+        k.deadletter_topic,
+    ]  # fmt: skip
     ensure(k, topics, timeout_s=timeout, partitions={k.deadletter_topic: 1})
 
 

@@ -24,6 +24,9 @@ LATENCY_BUCKETS = (
     10.0,
 )
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+CONFIDENCE_BUCKETS = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)
+#: the thresholds of ``silent_devices`` (label ``minutes``): an alert picks one
+SILENT_MINUTES = (5, 10, 30, 60)
 
 
 class StreamMetrics:
@@ -66,6 +69,26 @@ class StreamMetrics:
         )
         self.predictions = Counter(
             p + "predictions", "Predictions written", ["label", "model_version"], registry=r
+        )
+        self.confidence = Histogram(
+            p + "confidence",
+            "Confidence (probability of the predicted class) of the predictions written",
+            buckets=CONFIDENCE_BUCKETS,
+            registry=r,
+        )
+        self.silent_devices = Gauge(
+            p + "silent_devices",
+            "Devices of this worker (with state, until retired) without a message for more "
+            "than `minutes` minutes",
+            ["minutes"],
+            registry=r,
+        )
+        for m in SILENT_MINUTES:
+            self.silent_devices.labels(minutes=str(m)).set(0)
+        self.episode_windows_stored = Counter(
+            p + "episode_windows_stored",
+            "Re-emitted windows counted in episodes as already stored in Redis (replay)",
+            registry=r,
         )
         self.duplicates_suppressed = Counter(
             p + "duplicate_windows_suppressed",

@@ -23,7 +23,16 @@ import msgspec
 import numpy as np
 
 from stream_processor.deadletter import BadMessage, DeadLetterSender, check_arrays
-from stream_processor.metrics import StreamMetrics
+from stream_processor.episodes import (
+    EpisodeTracker,
+    EpisodeWrite,
+    Step,
+    TrackerState,
+    Window,
+    message,
+    write_of,
+)
+from stream_processor.metrics import SILENT_MINUTES, StreamMetrics
 from stream_processor.sinks import Checkpoint, StaleCheckpoint, WriteOutcome, checkpoint_key
 from wearmon.schemas import Prediction, encode
 from wearmon.settings import Settings
@@ -103,6 +112,8 @@ class PartitionState:
     offset: int  # last offset handled
     checkpointed_offset: int
     devices: dict[str, IncrementalWindower] = field(default_factory=dict)
+    #: device -> its episode tracker (created, restored and evicted with its windower)
+    trackers: dict[str, EpisodeTracker] = field(default_factory=dict)
     dirty: set[str] = field(default_factory=set)
     unacked: list[Any] = field(default_factory=list)
     #: device -> worker clock (ms, per batch cycle) of its last message
@@ -131,6 +142,15 @@ class Job:
     #: the predictions were delivered to Kafka (a retry only writes Redis)
     sent: list[Prediction] | None = None
     features: np.ndarray | None = None
+    #: the episode tracker of every device with windows or a state in the job (taken at the
+    #: cut: the checkpoint stores their state after this job) and when each was last seen
+    trackers: dict[str, EpisodeTracker] = field(default_factory=dict)
+    seen: dict[str, int] = field(default_factory=dict)
+    #: classified, not yet delivered (a retry of the Kafka send reuses them)
+    classified: tuple[list[Prediction], np.ndarray | None] | None = None
+    #: each device's episode step for this job's windows (computed once, committed to the
+    #: trackers when the job is written)
+    steps: dict[str, Step] | None = None
 
 
 @dataclass
@@ -146,8 +166,32 @@ def encode_state(w: IncrementalWindower) -> bytes:
     return msgspec.msgpack.encode(w.to_state(binary=True))
 
 
+def device_state(windower: bytes, tracker: TrackerState, seen_ms: int | None) -> bytes:
+    """A device's checkpoint field: its windower state (:func:`encode_state`), its episode
+    tracker's state and when it was last seen (worker clock, ms)."""
+    return msgspec.msgpack.encode({"w": windower, "e": tracker.to_wire(), "s": seen_ms})
+
+
+@dataclass(frozen=True)
+class DeviceState:
+    windower: IncrementalWindower
+    tracker: TrackerState
+    seen_ms: int | None
+
+
+def decode_device(raw: bytes) -> DeviceState:
+    """A device's checkpoint field; a windower state alone (written before the episodes):
+    a fresh tracker, last seen unknown."""
+    obj = msgspec.msgpack.decode(raw)
+    if isinstance(obj, dict) and "w" in obj:
+        w = IncrementalWindower.from_state(msgspec.msgpack.decode(obj["w"]))
+        seen = obj.get("s")
+        return DeviceState(w, TrackerState.from_wire(obj["e"]), None if seen is None else int(seen))
+    return DeviceState(IncrementalWindower.from_state(obj), TrackerState(), None)
+
+
 def decode_state(raw: bytes) -> IncrementalWindower:
-    return IncrementalWindower.from_state(msgspec.msgpack.decode(raw))
+    return decode_device(raw).windower
 
 
 def now_ms() -> int:
@@ -221,7 +265,8 @@ class Processor:
     ) -> None:
         """Install a partition's state from its checkpoint (offset None: start fresh;
         ``legacy``: read from an old key, so the next checkpoint writes every device)."""
-        devices = {d: decode_state(raw) for d, raw in states.items()}
+        decoded = {d: decode_device(raw) for d, raw in states.items()}
+        devices = {d: s.windower for d, s in decoded.items()}
         last = -1 if offset is None else int(offset)
         self.partitions[partition] = PartitionState(
             partition=partition,
@@ -229,8 +274,10 @@ class Processor:
             offset=last,
             checkpointed_offset=last - 1 if legacy else last,
             devices=devices,
+            trackers={d: self._tracker(s.tracker) for d, s in decoded.items()},
             dirty=set(devices) if legacy else set(),
-            seen=dict.fromkeys(devices, self._tick),
+            # last seen as checkpointed (a restart does not make a silent device look new)
+            seen={d: self._tick if s.seen_ms is None else s.seen_ms for d, s in decoded.items()},
             written_offset=-1 if legacy else last,
         )
         self.metrics.devices.set(sum(len(p.devices) for p in self.partitions.values()))
@@ -273,7 +320,7 @@ class Processor:
         device = msg.device
         w = ps.devices.get(device)
         if w is None:
-            w = self._windower_of(ps, device)
+            w, ps.trackers[device] = self._device_of(ps, device)
             ps.devices[device] = w
             self.metrics.devices.inc()
         ps.seen[device] = self._tick
@@ -300,7 +347,9 @@ class Processor:
             )
         return False
 
-    def _windower_of(self, ps: PartitionState, device: str) -> IncrementalWindower:
+    def _device_of(
+        self, ps: PartitionState, device: str
+    ) -> tuple[IncrementalWindower, EpisodeTracker]:
         """A device not in memory: its checkpointed state if it was evicted, else new."""
         if ps.evicted.pop(device, None) is not None:
             try:
@@ -309,8 +358,13 @@ class Processor:
                 log.warning("state of evicted device not readable, starting fresh: %s", exc)
                 raw = None
             if raw is not None:
-                return decode_state(raw)
-        return self._new_windower(device)
+                s = decode_device(raw)
+                return s.windower, self._tracker(s.tracker)
+        return self._new_windower(device), self._tracker(TrackerState())
+
+    def _tracker(self, state: TrackerState) -> EpisodeTracker:
+        sig = self.settings.signal
+        return EpisodeTracker(max_gap_ms=sig.max_gap_ms, hop_ms=sig.hop * GRID_MS, state=state)
 
     def evict_idle(self, now: int) -> None:
         """Drop devices idle longer than ``stream.idle_evict_s`` from memory (their state
@@ -324,10 +378,27 @@ class Processor:
             for d in idle:
                 ps.evicted[d] = ps.seen.pop(d)
                 ps.devices.pop(d, None)
+                ps.trackers.pop(d, None)
             evicted += len(idle)
         if evicted:
             self.metrics.devices_evicted.inc(evicted)
             self.metrics.devices.set(sum(len(p.devices) for p in self.partitions.values()))
+        self.count_silent(now)
+
+    def count_silent(self, now: int) -> None:
+        """``silent_devices{minutes}``: devices of this worker (in memory or evicted, until
+        retired) whose last message is older than each of :data:`SILENT_MINUTES` (one pass
+        over the devices, with the eviction scan)."""
+        counts = dict.fromkeys(SILENT_MINUTES, 0)
+        for ps in self.partitions.values():
+            for seen in (ps.seen, ps.evicted):
+                for t in seen.values():
+                    idle = now - t
+                    for m in SILENT_MINUTES:
+                        if idle > m * 60_000:
+                            counts[m] += 1
+        for m, n in counts.items():
+            self.metrics.silent_devices.labels(minutes=str(m)).set(n)
 
     def _retired(self, ps: PartitionState, now: int) -> tuple[str, ...]:
         cutoff = now - self.retention_ms
@@ -406,6 +477,8 @@ class Processor:
         checkpoints: list[Checkpoint] = []
         acks: list[Any] = []
         ack_partitions: list[int] = []
+        trackers: dict[str, EpisodeTracker] = {}
+        seen: dict[str, int] = {}
         if self.checkpoint_due(now) or (
             force and any(p.offset > p.checkpointed_offset for p in self.partitions.values())
         ):
@@ -414,7 +487,12 @@ class Processor:
             for ps in self.partitions.values():
                 if ps.offset <= ps.checkpointed_offset:
                     continue
+                # the windower states now; the trackers' states join them once this job's
+                # windows are counted (execute)
                 states = {d: encode_state(ps.devices[d]) for d in ps.dirty if d in ps.devices}
+                for d in states:
+                    trackers[d] = ps.trackers[d]
+                    seen[d] = ps.seen.get(d, now)
                 checkpoints.append(
                     Checkpoint(
                         key=self.checkpoint_key(ps.partition),
@@ -439,6 +517,10 @@ class Processor:
         if not windows and not checkpoints:
             return None
         guards = [(self.checkpoint_key(p), ps.written_offset) for p, ps in self.partitions.items()]
+        for d in {w.device for w in windows} - set(trackers):
+            t = self._tracker_of(d)
+            if t is not None:
+                trackers[d] = t
         return Job(
             windows,
             self.models.current,
@@ -447,7 +529,18 @@ class Processor:
             now,
             guards=guards,
             ack_partitions=ack_partitions,
+            trackers=trackers,
+            seen=seen,
         )
+
+    def _tracker_of(self, device: str) -> EpisodeTracker | None:
+        """The tracker of a device with windows pending (it is dirty: in memory); None when
+        its partition was revoked (its new owner counts these windows)."""
+        for ps in self.partitions.values():
+            t = ps.trackers.get(device)
+            if t is not None:
+                return t
+        return None
 
     def execute(self, job: Job) -> JobResult:
         """Inference + Kafka + Redis for one job (blocking: runs in the inference thread).
@@ -456,15 +549,80 @@ class Processor:
         Redis."""
         inference_s = 0.0
         if job.sent is None:
-            t0 = time.perf_counter()
-            preds, feats = self._classify(job.windows, job.model)
-            inference_s = time.perf_counter() - t0
-            self._send(preds)
+            if job.classified is None:
+                t0 = time.perf_counter()
+                job.classified = self._classify(job.windows, job.model)
+                inference_s = time.perf_counter() - t0
+            preds, feats = job.classified
+            if job.steps is None:
+                job.steps = self._steps(job.trackers, preds)
+            self._send(preds, job.steps)
             job.sent, job.features = preds, feats
+        assert job.steps is not None
         outcome = self.sink.write(
-            job.sent, job.features, job.checkpoints, raw=self._raw(job.windows), guards=job.guards
+            job.sent,
+            job.features,
+            self._checkpoints(job, job.steps),
+            raw=self._raw(job.windows),
+            guards=job.guards,
+            episodes=_writes(job.steps),
         )
+        self._commit(job.trackers, job.steps)
         return JobResult(job.sent, outcome, inference_s, self.clock())
+
+    def _steps(
+        self, trackers: dict[str, EpisodeTracker], preds: Sequence[Prediction]
+    ) -> dict[str, Step]:
+        """Each device's episode step for its predictions in ``preds`` (pure, but for one
+        read: a window already in Redis (re-emitted after a crash or rebalance) counts as
+        stored, so a replay counts what the first run wrote whatever model classifies it
+        now)."""
+        by_device: dict[str, list[Window]] = {}
+        for p in preds:
+            if p.device not in trackers:
+                continue
+            by_device.setdefault(p.device, []).append(
+                Window(p.window_start_ms, p.window_end_ms, p.label, p.confidence)
+            )
+        unknown = [d for d in by_device if trackers[d].dup_until is None]
+        if unknown:
+            for d, top in self.sink.history_tops(unknown).items():
+                trackers[d].dup_until = top
+        ranges = {}
+        for d, ws in by_device.items():
+            top = trackers[d].dup_until
+            assert top is not None
+            if ws[0].start_ms <= top:
+                ranges[d] = (ws[0].start_ms, min(top, ws[-1].start_ms))
+        stored = self.sink.stored_windows(ranges) if ranges else {}
+        if stored:
+            n = sum(1 for d, ws in by_device.items() for w in ws if w.start_ms in stored.get(d, {}))
+            self.metrics.episode_windows_stored.inc(n)
+        return {
+            d: trackers[d].step([stored.get(d, {}).get(w.start_ms, w) for w in ws])
+            for d, ws in by_device.items()
+        }
+
+    @staticmethod
+    def _checkpoints(job: Job, steps: dict[str, Step]) -> list[Checkpoint]:
+        """The job's checkpoints with each device's tracker state after ``steps`` beside
+        its windower state (the cut took the windower states only)."""
+        out = []
+        for c in job.checkpoints:
+            states = {}
+            for d, w in c.states.items():
+                st = steps[d].state if d in steps else job.trackers[d].state
+                states[d] = device_state(w, st, job.seen.get(d))
+            out.append(Checkpoint(c.key, c.partition, c.offset, states, c.retired))
+        return out
+
+    @staticmethod
+    def _commit(trackers: dict[str, EpisodeTracker], steps: dict[str, Step]) -> None:
+        for d, st in steps.items():
+            trackers[d].commit(st)
+            if st.state.last_start is not None:
+                top = trackers[d].dup_until
+                trackers[d].dup_until = max(-1 if top is None else top, st.state.last_start)
 
     def _raw(self, windows: Sequence[PendingWindow]) -> list[bytes] | None:
         """The raw windows as kept for retraining (``stream.raw_windows``), None when off."""
@@ -507,13 +665,19 @@ class Processor:
             for i, w in enumerate(windows)
         ], feats
 
-    def _send(self, preds: Sequence[Prediction]) -> None:
-        topic = self.settings.kafka.predictions_topic
+    def _send(self, preds: Sequence[Prediction], steps: dict[str, Step]) -> None:
+        """The predictions and the episodes they closed to Kafka, delivered (at least once)."""
+        k = self.settings.kafka
         for p in preds:
-            self.producer.produce(topic, key=p.device.encode(), value=encode(p))
+            self.producer.produce(k.predictions_topic, key=p.device.encode(), value=encode(p))
+        for d, st in steps.items():
+            for e in st.closed:
+                self.producer.produce(k.episodes_topic, key=d.encode(), value=encode(message(d, e)))
         remaining = self.producer.flush(KAFKA_FLUSH_S)
         if remaining:
-            raise KafkaFlushTimeout(f"{remaining} predictions not delivered in {KAFKA_FLUSH_S} s")
+            raise KafkaFlushTimeout(
+                f"{remaining} predictions or episodes not delivered in {KAFKA_FLUSH_S} s"
+            )
 
     def execute_isolated(self, job: Job, reason: str) -> JobResult:
         """A job that failed deterministically: write the windows of each device on its own
@@ -523,18 +687,27 @@ class Processor:
         for i, w in enumerate(job.windows):
             by_device.setdefault(w.device, []).append(i)
         written: dict[int, tuple[Prediction, bool, list[tuple[str, bool]]]] = {}
+        steps: dict[str, Step] = {}
 
         def attempt(devices: Sequence[str]) -> None:
             idx = [i for d in devices for i in by_device[d]]
             if job.sent is not None:  # already on Kafka: write Redis only
                 preds = [job.sent[i] for i in idx]
                 feats = None if job.features is None else job.features[idx]
+                assert job.steps is not None
+                got = {d: job.steps[d] for d in devices if d in job.steps}
             else:
                 preds, feats = self._classify([job.windows[i] for i in idx], job.model)
-                self._send(preds)
+                got = self._steps(job.trackers, preds)
+                self._send(preds, got)
             out = self.sink.write(
-                preds, feats, raw=self._raw([job.windows[i] for i in idx]), guards=job.guards
+                preds,
+                feats,
+                raw=self._raw([job.windows[i] for i in idx]),
+                guards=job.guards,
+                episodes=_writes(got),
             )
+            steps.update(got)
             for i, p, new in zip(idx, preds, out.new, strict=True):
                 written[i] = (p, new, [])
             if out.scored:
@@ -547,8 +720,12 @@ class Processor:
             self.deadletters.send("windows", raw, device.encode(), why[:500], "batch_failed")
             self.metrics.isolated_windows.inc(len(starts))
             log.error("windows of one device dead-lettered (%s): %d windows", why, len(starts))
-        checkpoints = self._isolate_checkpoints(job.checkpoints)
+        # the devices dead-lettered keep their tracker as it was (their windows count as
+        # no data when the next ones arrive)
+        job.steps = steps
+        checkpoints = self._isolate_checkpoints(self._checkpoints(job, steps))
         self.sink.write([], None, checkpoints, guards=job.guards)
+        self._commit(job.trackers, steps)
         keep = sorted(written)
         job.windows = [job.windows[i] for i in keep]
         scored = [s for i in keep for s in written[i][2]]
@@ -567,6 +744,11 @@ class Processor:
             job.sent = [job.sent[i] for i in keep]
             job.features = None if job.features is None else job.features[keep]
         job.windows = [job.windows[i] for i in keep]
+        if job.classified is not None:
+            preds, feats = job.classified
+            job.classified = ([preds[i] for i in keep], None if feats is None else feats[keep])
+        if job.steps is not None:
+            job.steps = {d: st for d, st in job.steps.items() if d not in devices}
         job.checkpoints = [c for c in job.checkpoints if c.partition not in gone]
         pairs = [(t, p) for t, p in zip(job.acks, job.ack_partitions, strict=True) if p not in gone]
         job.acks, job.ack_partitions = [t for t, _ in pairs], [p for _, p in pairs]
@@ -617,6 +799,7 @@ class Processor:
                 m.duplicates_suppressed.inc()
                 continue
             m.predictions.labels(label=p.label, model_version=p.model_version).inc()
+            m.confidence.observe(p.confidence)
             m.queue_seconds.observe(max(0.0, (job.cut_ms - w.cut_ms) / 1000.0))
             if w.sent_ms > 0:
                 m.e2e_seconds.observe(max(0.0, (done - w.sent_ms) / 1000.0))
@@ -630,6 +813,10 @@ class Processor:
             if ps is not None:
                 ps.written_offset = max(ps.written_offset, c.offset)
         return job.acks
+
+
+def _writes(steps: dict[str, Step]) -> list[EpisodeWrite]:
+    return [w for d, st in steps.items() if (w := write_of(d, st)) is not None]
 
 
 class KafkaFlushTimeout(Exception):

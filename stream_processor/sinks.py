@@ -17,17 +17,21 @@ Key layout (``device`` is the pseudonymous device id):
                             only those with ground truth (``labelled``), or none); entry id
                             ``{window_start_ms}-0``, field ``x`` (wearmon.signals.raw);
                             ``MAXLEN ~ raw_maxlen``; TTL: history_ttl_s
-- ``ckpt:{app}:{topic}@{topic_id}:{partition}``  hash: ``__offset__`` plus one windower state
-                            per device in field ``d:{device}`` (a device id can never collide
-                            with ``__offset__``); the topic id (Kafka's) tells a recreated
-                            topic from the old one. TTL: stream.checkpoint_ttl_s
+- ``ep:hist:{device}``, ``ep:open:{device}``, ``act:hour:{device}``, ``act:day:{device}``
+                            activity episodes and minute totals (stream_processor.episodes)
+- ``ckpt:{app}:{topic}@{topic_id}:{partition}``  hash: ``__offset__`` plus one state per
+                            device in field ``d:{device}`` (its windower, its episode tracker
+                            and when it was last seen; a device id can never collide with
+                            ``__offset__``); the topic id (Kafka's) tells a recreated topic
+                            from the old one. TTL: stream.checkpoint_ttl_s
 
 The predictions of a batch and its checkpoints are written by one call of a Lua script that,
 for each prediction, first compares the window start with the id of the newest entry of the
 device's history stream: a window that is not newer is a duplicate (a replay after a crash or
 a rebalance) and nothing is written. Windows of a device are emitted in increasing start
-order, so this makes the writes idempotent by window id. The checkpoints come last in the
-script: one is written only if all the predictions it covers were.
+order, so this makes the writes idempotent by window id. The episodes and minute totals of
+the batch's devices follow (absolute values, only going forward). The checkpoints come last
+in the script: one is written only if all the predictions and episodes it covers were.
 """
 
 from __future__ import annotations
@@ -40,6 +44,17 @@ from typing import Any
 
 import numpy as np
 
+from stream_processor.episodes import (
+    DAY_MS,
+    HOUR_MS,
+    EpisodeWrite,
+    Window,
+    daily_key,
+    episodes_key,
+    hourly_key,
+    open_episode_key,
+    windows_of_history,
+)
 from wearmon.schemas import Prediction
 
 log = logging.getLogger(__name__)
@@ -120,12 +135,23 @@ end
 # One call per batch: predictions, their features, the live-accuracy join, then the
 # checkpoints, so a checkpoint is written only if every prediction it covers was (a script
 # that fails stops there: the checkpoints come last).
-# KEYS: feat, acc, then per prediction hist, latest, labels, scored, raw, then per checkpoint
-# its hash. ARGV: hist_maxlen, ttl_s, feat_maxlen, purity, n_predictions, n_checkpoints,
-# raw_mode ('all' | 'labelled' | 'off'), raw_maxlen, then per prediction PRED_ARGS values:
+# KEYS: feat, acc, then per prediction hist, latest, labels, scored, raw, then per episode
+# device ep:hist, ep:open, act:hour, act:day, then per checkpoint its hash.
+# ARGV: hist_maxlen, ttl_s, feat_maxlen, purity, n_predictions, n_checkpoints,
+# raw_mode ('all' | 'labelled' | 'off'), raw_maxlen, n_episode_devices, then per prediction
+# PRED_ARGS values:
 # device, window_start, window_end, label, confidence, probs, model_version, processed_ms,
-# latency_ms, features_json ('' = none), raw window bytes ('' = none); then per checkpoint:
-# offset, ttl_s, n_states, n_retired, n_states field/state pairs, n_retired fields to delete.
+# latency_ms, features_json ('' = none), raw window bytes ('' = none); then per episode
+# device: through_ms, n_closed, has_open (0/1), n_hours, n_days, the oldest hour and day
+# bucket start kept, EPISODE_FIELDS values per closed episode and for the open one,
+# (bucket start, member) per hour and per day; then
+# per checkpoint: offset, ttl_s, n_states, n_retired, n_states field/state pairs, n_retired
+# fields to delete.
+# The episodes of a device are written only when through_ms (the start of the last window
+# the tracker counted) is not behind the one stored in ep:open: a replay rewrites the same
+# values, a stale writer (a zombie after a rebalance) writes nothing. Every value is
+# absolute (a closed episode is added only when it starts after the newest in ep:hist;
+# a bucket's member replaces the bucket's old one), so a replay doubles nothing.
 # A checkpoint only ever moves forward (a zombie worker that lost its partition cannot
 # overwrite a newer one). Returns one code per prediction: -1 duplicate, 1 written,
 # 2 written + scored wrong, 3 written + scored correct.
@@ -153,12 +179,13 @@ local hmax, ttl, fmax = ARGV[1], ARGV[2], ARGV[3]
 local purity = tonumber(ARGV[4])
 local n, nc = tonumber(ARGV[5]), tonumber(ARGV[6])
 local rawmode, rawmax = ARGV[7], ARGV[8]
+local ne = tonumber(ARGV[9])
 local out = {}
 local fed = false
 for i = 0, n - 1 do
   local kh, kl, kseg, ksc = KEYS[3 + 5 * i], KEYS[4 + 5 * i], KEYS[5 + 5 * i], KEYS[6 + 5 * i]
   local kraw = KEYS[7 + 5 * i]
-  local b = 9 + 11 * i
+  local b = 10 + 11 * i
   local wss = ARGV[b + 1]
   local ws = tonumber(wss)
   local code = 1
@@ -200,9 +227,59 @@ for i = 0, n - 1 do
   out[#out + 1] = code
 end
 if fed then redis.call('EXPIRE', KEYS[1], ttl) end
-local a = 9 + 11 * n
+local a = 10 + 11 * n
+local epnames = {'start_ms', 'end_ms', 'activity', 'mean_confidence', 'windows'}
+local function epfields(q)
+  local f = {}
+  for j = 1, 5 do
+    f[2 * j - 1] = epnames[j]
+    f[2 * j] = ARGV[q + j - 1]
+  end
+  return f
+end
+local function buckets(key, q, nb, keep)
+  for j = 0, nb - 1 do
+    local t = ARGV[q + 2 * j]
+    redis.call('ZREMRANGEBYSCORE', key, t, t)
+    redis.call('ZADD', key, t, ARGV[q + 2 * j + 1])
+  end
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', '(' .. keep)
+  redis.call('EXPIRE', key, ttl)
+end
+for e = 0, ne - 1 do
+  local kb = 2 + 5 * n + 4 * e
+  local keh, keo, khour, kday = KEYS[kb + 1], KEYS[kb + 2], KEYS[kb + 3], KEYS[kb + 4]
+  local through = ARGV[a]
+  local ncl, hasopen = tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
+  local nh, nd = tonumber(ARGV[a + 3]), tonumber(ARGV[a + 4])
+  local keephour, keepday = ARGV[a + 5], ARGV[a + 6]
+  local q = a + 7
+  local prev = redis.call('HGET', keo, 'through_ms')
+  if not prev or tonumber(prev) <= tonumber(through) then
+    local top = redis.call('XREVRANGE', keh, '+', '-', 'COUNT', 1)
+    local last = -1
+    if top[1] then last = tonumber(string.match(top[1][1], '^(%d+)')) end
+    for c = 0, ncl - 1 do
+      local s0 = ARGV[q + 5 * c]
+      if tonumber(s0) > last then
+        redis.call('XADD', keh, 'MAXLEN', '~', hmax, s0 .. '-0', unpack(epfields(q + 5 * c)))
+        last = tonumber(s0)
+      end
+    end
+    redis.call('EXPIRE', keh, ttl)
+    local qo = q + 5 * ncl
+    redis.call('DEL', keo)
+    redis.call('HSET', keo, 'through_ms', through)
+    if hasopen == 1 then redis.call('HSET', keo, unpack(epfields(qo))) end
+    redis.call('EXPIRE', keo, ttl)
+    local qh = qo + 5 * hasopen
+    buckets(khour, qh, nh, keephour)
+    buckets(kday, qh + 2 * nh, nd, keepday)
+  end
+  a = q + 5 * (ncl + hasopen) + 2 * (nh + nd)
+end
 for k = 1, nc do
-  local key = KEYS[2 + 5 * n + k]
+  local key = KEYS[2 + 5 * n + 4 * ne + k]
   local off, cttl = ARGV[a], ARGV[a + 1]
   local ns, nr = tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3])
   a = a + 4
@@ -302,6 +379,25 @@ def prediction_values(p: Prediction) -> list[Any]:
     ]
 
 
+#: the fields of an episode in ep:hist and ep:open (names in ``_WRITE_BATCH``)
+EPISODE_FIELDS = ("start_ms", "end_ms", "activity", "mean_confidence", "windows")
+
+
+def episode_values(e: EpisodeWrite, ttl_s: int) -> list[Any]:
+    """The ARGV of one device's episodes in ``_WRITE_BATCH``. A bucket that ended more than
+    ``ttl_s`` before the newest window counted is trimmed (data time: a replay of an old
+    recording keeps its minutes, and the same windows trim the same buckets)."""
+    keep = e.through_ms - ttl_s * 1000
+    out: list[Any] = [e.through_ms, len(e.closed), int(e.open is not None), len(e.hours)]
+    out += [len(e.days), keep - HOUR_MS, keep - DAY_MS]
+    for ep in [*e.closed, *([e.open] if e.open is not None else [])]:
+        f = ep.fields()
+        out += [f[k] for k in EPISODE_FIELDS]
+    for b in (*e.hours, *e.days):
+        out += [b.start_ms, b.member()]
+    return out
+
+
 def decode_fields(raw: dict[Any, Any]) -> dict[str, str]:
     return {
         (k.decode() if isinstance(k, bytes) else str(k)): (
@@ -378,11 +474,12 @@ class RedisSink:
         checkpoints: Sequence[Checkpoint] = (),
         raw: Sequence[bytes] | None = None,
         guards: Sequence[tuple[str, int]] = (),
+        episodes: Sequence[EpisodeWrite] = (),
     ) -> WriteOutcome:
-        """Write predictions (their features and raw windows), then the checkpoints, in one
-        script. ``raw``: one wearmon.signals.raw value per prediction (kept per
-        ``raw_windows``)."""
-        if not predictions and not checkpoints:
+        """Write predictions (their features and raw windows), the devices' episodes and
+        minute totals, then the checkpoints, in one script. ``raw``: one wearmon.signals.raw
+        value per prediction (kept per ``raw_windows``)."""
+        if not predictions and not checkpoints and not episodes:
             return WriteOutcome(new=[], scored=[])
         if features is not None:
             self._ensure_feature_names()
@@ -396,6 +493,7 @@ class RedisSink:
             len(checkpoints),
             self.raw_windows,
             self.raw_maxlen,
+            len(episodes),
         ]
         feats: list[str] = [""] * len(predictions)
         if features is not None and predictions:
@@ -411,6 +509,10 @@ class RedisSink:
             ]  # fmt: skip
             args += prediction_values(p)
             args += [f, x]
+        for e in episodes:
+            d = e.device
+            keys += [episodes_key(d), open_episode_key(d), hourly_key(d), daily_key(d)]
+            args += episode_values(e, self.ttl_s)
         for c in checkpoints:
             keys.append(c.key)
             args += [c.offset, self.checkpoint_ttl_s, len(c.states), len(c.retired)]
@@ -430,6 +532,28 @@ class RedisSink:
             if code >= 2
         ]
         return WriteOutcome(new=[c >= 1 for c in codes], scored=scored)
+
+    def history_tops(self, devices: Sequence[str]) -> dict[str, int]:
+        """The newest window start in each device's history (-1: none)."""
+        pipe = self.client.pipeline(transaction=False)
+        for d in devices:
+            pipe.xrevrange(history_key(d), count=1)
+        return {
+            d: (int(_s(top[0][0]).split("-")[0]) if top else -1)
+            for d, top in zip(devices, pipe.execute(), strict=True)
+        }
+
+    def stored_windows(self, ranges: dict[str, tuple[int, int]]) -> dict[str, dict[int, Window]]:
+        """The predictions already in each device's history with a window start in
+        ``[first, last]``, as episode windows, by start (what a replay must count instead of
+        its own predictions of the same windows)."""
+        pipe = self.client.pipeline(transaction=False)
+        for d, (first, last) in ranges.items():
+            pipe.xrange(history_key(d), min=f"{first}-0", max=f"{last}-0")
+        return {
+            d: {w.start_ms: w for w in windows_of_history(entries)}
+            for d, entries in zip(ranges, pipe.execute(), strict=True)
+        }
 
     def write_label(
         self, device: str, start_ms: int, end_ms: int, label: str, window_ms: int

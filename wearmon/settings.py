@@ -37,6 +37,8 @@ class KafkaSettings(_Frozen):
     predictions_topic: str = "wearmon.predictions"
     labels_topic: str = "wearmon.labels"
     deadletter_topic: str = "wearmon.deadletter"
+    #: closed activity episodes (stream_processor.episodes), at least once like predictions
+    episodes_topic: str = "wearmon.episodes"
     partitions: int = Field(default=4, ge=1)
     create_topics: bool = True
     #: How long the broker may hold a worker's fetch for data (Faust's own value: 1,500 ms).

@@ -18,8 +18,6 @@ import pytest
 from monitoring.dashboards.generate import builders, dashboard_json
 from monitoring.dashboards.live import Prometheus, Result, Window, run_redis
 from monitoring.dashboards.queries import metric_names, queries
-from stream_processor.episodes import EpisodeTracker, windows_of_history, write_episodes
-from stream_processor.sinks import history_key
 from tests.integration.stream_support import (
     make_run,
     register_tiny,
@@ -102,14 +100,6 @@ def demo(
         )  # fmt: skip
         time.sleep(12)  # two more scrapes (the swap, the last counters, the check)
         device = sorted(k.decode() for k in keys())[0].split(":", 2)[2]
-        # episodes and minutes from the device's predictions (the stream processor's part,
-        # written here by the same writer until the worker writes them itself)
-        tracker = EpisodeTracker(max_gap_ms=run.settings.signal.max_gap_ms)
-        closed = tracker.update(windows_of_history(client.xrange(history_key(device))))
-        write_episodes(
-            client, device, closed, tracker.open, tracker.hourly, tracker.daily,
-            ttl_s=run.settings.redis.history_ttl_s,
-        )  # fmt: skip
         yield Demo(stack, Window(t0, time.time(), step_s=5), device, tmp)
     finally:
         stop_worker(worker)

@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 
+from stream_processor.episodes import Window
 from stream_processor.sinks import Checkpoint, WriteOutcome
 
 
@@ -58,6 +59,9 @@ class FakeSink:
         self.rows: list[tuple[str, int, str, str]] = []
         self.last: dict[str, int] = {}
         self.ckpt: dict[int, tuple[int, dict[str, bytes]]] = {}
+        self.stored: dict[str, dict[int, Window]] = {}
+        #: device -> (through_ms, closed episodes, open episode, {bucket start: member})
+        self.episodes: dict[str, tuple[int, list[Any], Any, dict[int, str], dict[int, str]]] = {}
 
     def write(
         self,
@@ -66,6 +70,7 @@ class FakeSink:
         checkpoints: Any = (),
         raw: Any = None,
         guards: Any = (),
+        episodes: Any = (),
     ) -> WriteOutcome:
         new = []
         for p in preds:
@@ -73,7 +78,19 @@ class FakeSink:
             if ok:
                 self.last[p.device] = p.window_start_ms
                 self.rows.append((p.device, p.window_start_ms, p.label, p.model_version))
+                self.stored.setdefault(p.device, {})[p.window_start_ms] = Window(
+                    p.window_start_ms, p.window_end_ms, p.label, p.confidence
+                )
             new.append(ok)
+        for e in episodes:
+            through, closed, _, hours, days = self.episodes.get(e.device, (-1, [], None, {}, {}))
+            if through > e.through_ms:
+                continue
+            top = closed[-1].start_ms if closed else -1
+            closed = closed + [c for c in e.closed if c.start_ms > top]
+            hours = {**hours, **{b.start_ms: b.member() for b in e.hours}}
+            days = {**days, **{b.start_ms: b.member() for b in e.days}}
+            self.episodes[e.device] = (e.through_ms, closed, e.open, hours, days)
         for c in checkpoints:
             assert isinstance(c, Checkpoint)
             off, states = self.ckpt.get(c.partition, (-1, {}))
@@ -89,6 +106,15 @@ class FakeSink:
             return None, {}, False
         off, states = self.ckpt[partition]
         return off, dict(states), False
+
+    def history_tops(self, devices: Any) -> dict[str, int]:
+        return {d: self.last.get(d, -1) for d in devices}
+
+    def stored_windows(self, ranges: dict[str, tuple[int, int]]) -> dict[str, dict[int, Window]]:
+        return {
+            d: {t: w for t, w in self.stored.get(d, {}).items() if a <= t <= b}
+            for d, (a, b) in ranges.items()
+        }
 
     def load_state(self, key: str, device: str) -> bytes | None:
         for _off, states in self.ckpt.values():

@@ -6,6 +6,7 @@ DEBUG level; what the user sees is one :class:`~wearmon.errors.KafkaUnavailableE
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -43,7 +44,10 @@ def ensure_topics(
     partitions: Mapping[str, int] | None = None,
 ) -> list[str]:
     """Fail fast if the broker is unreachable; create missing topics (or fail when disabled)
-    with ``kafka.partitions`` partitions each, or the number ``partitions`` gives a topic.
+    with ``kafka.partitions`` partitions each, or the number ``partitions`` gives a topic,
+    replicated as :meth:`KafkaSettings.replication` gives for the brokers up (a cluster with
+    fewer brokers than ``kafka.replication_factor``: one ConfigError line). Existing topics
+    are left as they are.
 
     Returns the topics that were created. Used by the replay and the worker alike.
     """
@@ -68,9 +72,15 @@ def ensure_topics(
             "(WEARMON_KAFKA__CREATE_TOPICS=false)"
         )
     brokers = max(1, len(md.brokers))
+    replicas, min_isr = kafka.replication(brokers)  # a ConfigError line when too few brokers
     futures = admin.create_topics(
         [
-            NewTopic(t, num_partitions=counts[t], replication_factor=min(3, brokers))
+            NewTopic(
+                t,
+                num_partitions=counts[t],
+                replication_factor=replicas,
+                config={"min.insync.replicas": str(min_isr)},
+            )
             for t in missing
         ],
         operation_timeout=timeout_s,
@@ -83,9 +93,32 @@ def ensure_topics(
             err = exc.args[0] if exc.args else None
             if isinstance(err, KafkaError) and err.code() == KafkaError.TOPIC_ALREADY_EXISTS:
                 continue
-            raise KafkaUnavailableError(f"cannot create topic {topic!r}: {_reason(exc)}") from None
-        log.info("created topic %s with %d partitions", topic, counts[topic])
+            raise KafkaUnavailableError(
+                f"cannot create topic {topic!r} (replication factor {replicas}, "
+                f"min.insync.replicas {min_isr}): {_reason(exc)}"
+            ) from None
+        log.info(
+            "created topic %s with %d partitions, %d replicas, min.insync.replicas %d",
+            topic, counts[topic], replicas, min_isr,
+        )  # fmt: skip
+    _await_metadata(admin, missing, timeout_s)
     return missing
+
+
+def _await_metadata(admin: AdminClient, topics: Sequence[str], timeout_s: float) -> None:
+    """Wait until the brokers' metadata lists ``topics``: a KRaft broker learns of a topic a
+    moment after the controller created it (a client asking at once may not see it yet)."""
+    deadline = time.monotonic() + timeout_s
+    pending = set(topics)
+    while pending:
+        with contextlib.suppress(KafkaException):
+            pending -= set(admin.list_topics(timeout=max(0.5, timeout_s / 5)).topics)
+        if not pending or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    if pending:
+        log.warning("created topics not yet in the metadata after %.0f s: %s", timeout_s,
+                    ", ".join(sorted(pending)))  # fmt: skip
 
 
 def _reason(exc: KafkaException) -> str:

@@ -467,15 +467,18 @@ def topic_id_of(settings: Settings, topic: str, timeout: float = 10.0) -> str | 
 
 def ensure_topics(settings: Settings, timeout: float = 30.0) -> None:
     """Create the topics the worker reads and writes when missing (``kafka.create_topics``):
-    the replay's own check (one line naming a TLS/SASL failure), one dead-letter partition."""
+    the replay's own check (one line naming a TLS/SASL failure), one dead-letter partition.
+    Faust's one internal topic (its assignor's leader topic, no tables here) is created with
+    them, replicated like them: Faust would create it with ``topic_replication_factor``."""
     from producers.kafka_sink import ensure_topics as ensure
 
     k = settings.kafka
+    leader = f"{settings.stream.app_id}-__assignor-__leader"  # Faust's LeaderAssignor
     topics = [
         k.samples_topic, k.labels_topic, k.predictions_topic, k.episodes_topic,
-        k.deadletter_topic,
+        k.deadletter_topic, leader,
     ]  # fmt: skip
-    ensure(k, topics, timeout_s=timeout, partitions={k.deadletter_topic: 1})
+    ensure(k, topics, timeout_s=timeout, partitions={k.deadletter_topic: 1, leader: 1})
 
 
 def run_worker(settings: Settings, *, loglevel: str = "info") -> None:

@@ -13,6 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from wearmon.errors import ConfigError
 from wearmon.redact import redact
 
 
@@ -40,6 +41,13 @@ class KafkaSettings(_Frozen):
     #: closed activity episodes (stream_processor.episodes), at least once like predictions
     episodes_topic: str = "wearmon.episodes"
     partitions: int = Field(default=4, ge=1)
+    #: Replicas of every topic wearmon creates (its own, the Faust worker's assignor topic;
+    #: the local stack's brokers use it for their internal topics too). A single broker (the
+    #: local stack) gets 1; a cluster with fewer brokers than this is an error (docs/stack.md).
+    replication_factor: int = Field(default=3, ge=1)
+    #: ``min.insync.replicas`` of those topics: with producers' acks=all, a write counts once
+    #: this many replicas have it (2 of 3: one broker may fail without losing an acked write).
+    min_insync_replicas: int = Field(default=2, ge=1)
     create_topics: bool = True
     #: How long the broker may hold a worker's fetch for data (Faust's own value: 1,500 ms).
     #: A fetch for idle partitions (the labels topic) held that long blocked every fetch of
@@ -55,6 +63,27 @@ class KafkaSettings(_Frozen):
         if name not in SASL_MECHANISMS:
             raise ValueError(f"unsupported SASL mechanism {value!r} ({', '.join(SASL_MECHANISMS)})")
         return name
+
+    @model_validator(mode="after")
+    def _insync_within_replicas(self) -> KafkaSettings:
+        if self.min_insync_replicas > self.replication_factor:
+            raise ValueError(
+                f"min_insync_replicas {self.min_insync_replicas} exceeds replication_factor "
+                f"{self.replication_factor}: no write could ever be acknowledged"
+            )
+        return self
+
+    def replication(self, brokers: int) -> tuple[int, int]:
+        """(replication factor, min.insync.replicas) of a topic created on ``brokers``
+        brokers: (1, 1) on a single broker, the settings on a cluster that has enough."""
+        if brokers <= 1:
+            return 1, 1
+        if brokers < self.replication_factor:
+            raise ConfigError(
+                f"replication factor {self.replication_factor} needs {self.replication_factor} "
+                f"Kafka brokers, {brokers} are up (set WEARMON_KAFKA__REPLICATION_FACTOR)"
+            )
+        return self.replication_factor, self.min_insync_replicas
 
     @model_validator(mode="after")
     def _default_mechanism(self) -> KafkaSettings:
@@ -162,8 +191,24 @@ class StackPorts(_Frozen):
 
     kafka: int = 9092
     kafka_controller: int = 9093
+    #: With ``stack.kafka_brokers`` > 1, node i (from 0) listens on ``kafka + i * kafka_step``,
+    #: its controller on ``kafka_controller + i * kafka_step``.
+    kafka_step: int = Field(default=10, ge=1)
     redis: int = 6379
     prometheus: int = 9090
+
+    def kafka_nodes(self, brokers: int) -> list[tuple[int, int]]:
+        """(client port, controller port) of each of ``brokers`` Kafka nodes."""
+        step = self.kafka_step
+        return [(self.kafka + i * step, self.kafka_controller + i * step) for i in range(brokers)]
+
+
+class StackSettings(_Frozen):
+    """What ``wearmon stack up`` starts (docs/stack.md)."""
+
+    #: Kafka nodes, each a KRaft broker and controller: 1, or a cluster on loopback
+    #: (``wearmon stack up --cluster``: 3). The bootstrap servers are then every node.
+    kafka_brokers: int = Field(default=1, ge=1, le=9)
 
 
 class MetricsSettings(_Frozen):
@@ -346,6 +391,7 @@ class Settings(BaseSettings):
     kafka: KafkaSettings = KafkaSettings()
     redis: RedisSettings = RedisSettings()
     ports: StackPorts = StackPorts()
+    stack: StackSettings = StackSettings()
     metrics: MetricsSettings = MetricsSettings()
     signal: SignalSettings = SignalSettings()
     stream: StreamSettings = StreamSettings()
@@ -362,10 +408,14 @@ class Settings(BaseSettings):
         ports = data.get("ports") or {}
         if isinstance(ports, StackPorts):
             ports = ports.model_dump()
-        kafka_port = int(ports.get("kafka", StackPorts().kafka))
+        stack = data.get("stack") or {}
+        if isinstance(stack, BaseModel):
+            stack = stack.model_dump()
+        nodes = StackPorts(**ports).kafka_nodes(int(stack.get("kafka_brokers", 1)))
+        bootstrap = ",".join(f"127.0.0.1:{client}" for client, _ in nodes)
         redis_port = int(ports.get("redis", StackPorts().redis))
         for key, field, value in (
-            ("kafka", "bootstrap_servers", f"127.0.0.1:{kafka_port}"),
+            ("kafka", "bootstrap_servers", bootstrap),
             ("redis", "url", f"redis://127.0.0.1:{redis_port}/0"),
         ):
             sub = data.get(key) or {}

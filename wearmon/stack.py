@@ -1,5 +1,7 @@
 """The local single-machine stack: a real Kafka broker (KRaft), Redis and Prometheus.
 
+With ``stack.kafka_brokers`` > 1 Kafka is a cluster of that many KRaft nodes (each a broker
+and a controller, one process each, one quorum), on loopback ports of their own.
 Everything binds to loopback. Each service runs as its own process session; its pid, command
 and address are kept in ``<data_dir>/stack/state.json`` so that ``down`` stops exactly what
 ``up`` started. Logs go to ``<data_dir>/stack/logs/``.
@@ -24,7 +26,8 @@ import subprocess
 import time
 import urllib.request
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -177,16 +180,18 @@ class SecureListener:
     ssl_port: int | None = None
 
 
-def _listener_lines(settings: Settings, secure: SecureListener | None) -> list[str]:
-    p = settings.ports
+def _listener_lines(
+    settings: Settings, secure: SecureListener | None, ports: tuple[int, int]
+) -> list[str]:
+    client_port, controller_port = ports
     proto = "PLAINTEXT" if secure is None else secure.protocol
-    clients = [(proto, p.kafka)]
+    clients = [(proto, client_port)]
     if secure is not None and secure.ssl_port is not None and proto != "SSL":
         clients.append(("SSL", secure.ssl_port))
     endpoints = ",".join(f"{name}://127.0.0.1:{port}" for name, port in clients)
     protocols = ",".join(f"{name}:{name}" for name, _ in clients)
     lines = [
-        f"listeners={endpoints},CONTROLLER://127.0.0.1:{p.kafka_controller}",
+        f"listeners={endpoints},CONTROLLER://127.0.0.1:{controller_port}",
         f"advertised.listeners={endpoints}",
         f"listener.security.protocol.map={protocols},CONTROLLER:PLAINTEXT",
         f"inter.broker.listener.name={proto}",
@@ -215,24 +220,38 @@ def _listener_lines(settings: Settings, secure: SecureListener | None) -> list[s
 
 
 def kafka_server_properties(
-    settings: Settings, data: Path, secure: SecureListener | None = None
+    settings: Settings, data: Path, secure: SecureListener | None = None, node: int = 1
 ) -> str:
-    """The single-node KRaft broker's ``server.properties`` (loopback listeners only)."""
+    """``server.properties`` of KRaft node ``node`` (from 1) of ``stack.kafka_brokers``
+    broker+controller nodes, loopback listeners only. Internal topics (consumer offsets,
+    transactions) and topics the broker creates itself get the replication the settings
+    give a topic on this many brokers (:meth:`KafkaSettings.replication`)."""
+    brokers = settings.stack.kafka_brokers
+    nodes = settings.ports.kafka_nodes(brokers)
+    if not 1 <= node <= brokers:
+        raise StackError(f"Kafka node {node} is not one of the stack's {brokers}")
+    if secure is not None and brokers > 1:
+        raise StackError("a TLS/SASL listener is supported on a single-node stack only")
+    replicas, min_isr = settings.kafka.replication(brokers)
+    voters = ",".join(f"{i}@127.0.0.1:{ctrl}" for i, (_, ctrl) in enumerate(nodes, start=1))
     lines = [
         "process.roles=broker,controller",
-        "node.id=1",
-        f"controller.quorum.voters=1@127.0.0.1:{settings.ports.kafka_controller}",
-        *_listener_lines(settings, secure),
+        f"node.id={node}",
+        f"controller.quorum.voters={voters}",
+        *_listener_lines(settings, secure, nodes[node - 1]),
         "controller.listener.names=CONTROLLER",
         f"log.dirs={data}",
         f"num.partitions={settings.kafka.partitions}",
         "auto.create.topics.enable=true",
-        "offsets.topic.replication.factor=1",
+        f"default.replication.factor={replicas}",
+        f"min.insync.replicas={min_isr}",
+        f"offsets.topic.replication.factor={replicas}",
         "offsets.topic.num.partitions=1",
-        "transaction.state.log.replication.factor=1",
-        "transaction.state.log.min.isr=1",
+        f"transaction.state.log.replication.factor={replicas}",
+        f"transaction.state.log.min.isr={min_isr}",
         "transaction.state.log.num.partitions=1",
-        "share.coordinator.state.topic.replication.factor=1",
+        f"share.coordinator.state.topic.replication.factor={replicas}",
+        f"share.coordinator.state.topic.min.isr={min_isr}",
         "group.initial.rebalance.delay.ms=0",
         "log.retention.hours=24",
     ]
@@ -255,8 +274,16 @@ logger.started.level=INFO
 """
 
 
-def prepare_kafka(settings: Settings, d: Path, secure: SecureListener | None = None) -> list[str]:
-    """Write the broker's config into ``d``, format its storage once; the broker's argv.
+def prepare_kafka(
+    settings: Settings,
+    d: Path,
+    secure: SecureListener | None = None,
+    *,
+    node: int = 1,
+    cluster_id: str | None = None,
+) -> list[str]:
+    """Write node ``node``'s config into ``d``, format its storage once (with ``cluster_id``,
+    the same for every node of a cluster; a new one when None); the broker's argv.
 
     The config file is private (mode 0600): with a SASL listener it holds the accounts.
     """
@@ -265,14 +292,13 @@ def prepare_kafka(settings: Settings, d: Path, secure: SecureListener | None = N
     data = d / "data"
     d.mkdir(parents=True, exist_ok=True)
     props = d / "server.properties"
-    write_private(props, kafka_server_properties(settings, data, secure))
+    write_private(props, kafka_server_properties(settings, data, secure, node))
     (d / "log4j2.properties").write_text(KAFKA_LOG4J)
     classpath = f"{libs}/*"
     if not (data / "meta.properties").is_file():
-        cluster_id = new_cluster_id()
         fmt = subprocess.run(
             [java, "-cp", classpath, "kafka.tools.StorageTool", "format",
-             "-t", cluster_id, "-c", str(props)],
+             "-t", cluster_id or new_cluster_id(), "-c", str(props)],
             capture_output=True, text=True, check=False,
         )  # fmt: skip
         if fmt.returncode != 0:
@@ -290,6 +316,19 @@ def prepare_kafka(settings: Settings, d: Path, secure: SecureListener | None = N
         "kafka.Kafka",
         str(props),
     ]
+
+
+def stored_cluster_id(data: Path) -> str | None:
+    """The cluster id a formatted node's storage (``data``) belongs to, None if unformatted."""
+    try:
+        text = (data / "meta.properties").read_text()
+    except OSError:
+        return None
+    for line in text.splitlines():
+        key, _, value = line.partition("=")
+        if key.strip() == "cluster.id":
+            return value.strip()
+    return None
 
 
 def redis_quote(directive: str, value: SecretStr) -> str:
@@ -313,8 +352,16 @@ def write_private(path: Path, text: str) -> None:
 # --------------------------------------------------------------------------- readiness
 
 
-def kafka_ready(bootstrap: str, timeout: float = 2.0, conf: dict[str, Any] | None = None) -> bool:
-    """True once the broker answers a metadata request (``conf``: client security settings)."""
+def kafka_ready(
+    bootstrap: str,
+    timeout: float = 2.0,
+    conf: dict[str, Any] | None = None,
+    *,
+    node_id: int | None = None,
+    brokers: int = 1,
+) -> bool:
+    """True once the broker answers a metadata request (``conf``: client security settings)
+    that lists at least ``brokers`` brokers, node ``node_id`` among them when given."""
     host, _, port = bootstrap.split(",")[0].rpartition(":")
     if not port_open(int(port), host or "127.0.0.1"):
         return False
@@ -325,7 +372,8 @@ def kafka_ready(bootstrap: str, timeout: float = 2.0, conf: dict[str, Any] | Non
         md = admin.list_topics(timeout=timeout)
     except Exception:
         return False
-    return bool(md.brokers)
+    known = set(md.brokers)
+    return len(known) >= max(1, brokers) and (node_id is None or node_id in known)
 
 
 def redis_ready(url: str, password: str | None = None, **kwargs: Any) -> bool:
@@ -363,13 +411,19 @@ class ServiceStatus:
 
 
 class LocalStack:
-    """Start, stop and inspect the local stack described by ``settings``."""
+    """Start, stop and inspect the local stack described by ``settings``.
+
+    Its processes are named ``kafka``, ``redis`` and ``prometheus``; with
+    ``stack.kafka_brokers`` = N > 1 the Kafka nodes are ``kafka-1`` .. ``kafka-N`` (one
+    process each), and ``kafka`` names the whole cluster (its address: every node).
+    """
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.root = (settings.data_dir / "stack").resolve()
         self.logs = self.root / "logs"
         self.state_file = self.root / "state.json"
+        self._cluster_id: str | None = None  # the id a new cluster's nodes are formatted with
 
     # -- state
     def _load_state(self) -> dict[str, dict[str, object]]:
@@ -385,22 +439,83 @@ class LocalStack:
         tmp.write_text(json.dumps(state, indent=2))
         tmp.replace(self.state_file)
 
+    # -- the processes
+    def kafka_nodes(self) -> list[tuple[str, int, int]]:
+        """(process name, client port, controller port) of each Kafka node."""
+        n = self.settings.stack.kafka_brokers
+        ports = self.settings.ports.kafka_nodes(n)
+        if n == 1:
+            return [("kafka", *ports[0])]
+        return [(f"kafka-{i}", client, ctrl) for i, (client, ctrl) in enumerate(ports, start=1)]
+
+    def processes(self, services: Sequence[str] = SERVICES) -> list[str]:
+        """The process names of ``services``, in start order."""
+        out: list[str] = []
+        for name in SERVICES:
+            if name in services:
+                out += [n for n, _, _ in self.kafka_nodes()] if name == "kafka" else [name]
+        return out
+
+    @staticmethod
+    def _rank(name: str) -> tuple[int, str]:
+        service = name.partition("-")[0]
+        return (SERVICES.index(service) if service in SERVICES else len(SERVICES), name)
+
+    def _node(self, name: str) -> tuple[int, int, int] | None:
+        """(node id, client port, controller port) of a Kafka process name of this stack."""
+        for i, (n, client, ctrl) in enumerate(self.kafka_nodes(), start=1):
+            if n == name:
+                return i, client, ctrl
+        return None
+
+    def _check_ports(self) -> None:
+        """Every port of the stack distinct and valid: one line naming the clash."""
+        p = self.settings.ports
+        wanted = [("redis", p.redis), ("prometheus", p.prometheus)]
+        for name, client, ctrl in self.kafka_nodes():
+            wanted += [(name, client), (f"{name} controller", ctrl)]
+        seen: dict[int, str] = {}
+        for what, port in wanted:
+            if not 0 < port < 65536:
+                raise StackError(f"{what}: port {port} is out of range (WEARMON_PORTS__*)")
+            if port in seen:
+                raise StackError(
+                    f"{what} and {seen[port]} both want port {port}: change WEARMON_PORTS__* "
+                    "(a cluster's node i uses the Kafka ports + i * WEARMON_PORTS__KAFKA_STEP)"
+                )
+            seen[port] = what
+
     # -- addresses and checks
+    def bootstrap(self) -> str:
+        """The Kafka bootstrap servers of this stack: every node."""
+        return ",".join(f"127.0.0.1:{client}" for _, client, _ in self.kafka_nodes())
+
     def address(self, name: str) -> str:
         p = self.settings.ports
+        node = self._node(name)
+        if node is not None:
+            return f"127.0.0.1:{node[1]}"
         return {
-            "kafka": f"127.0.0.1:{p.kafka}",
+            "kafka": self.bootstrap(),
             "redis": f"127.0.0.1:{p.redis}",
             "prometheus": f"http://127.0.0.1:{p.prometheus}",
         }[name]
 
-    def _port(self, name: str) -> int:
+    def _ports(self, name: str) -> list[int]:
         p = self.settings.ports
-        return {"kafka": p.kafka, "redis": p.redis, "prometheus": p.prometheus}[name]
+        node = self._node(name)
+        if node is not None:
+            return [node[1], node[2]]
+        return [{"redis": p.redis, "prometheus": p.prometheus}[name]]
 
-    def ready(self, name: str) -> bool:
+    def ready(self, name: str, *, brokers: int = 1) -> bool:
+        """Whether process ``name`` answers; a Kafka node: it is in the cluster's metadata
+        (with at least ``brokers`` brokers)."""
+        node = self._node(name)
+        if node is not None:
+            return kafka_ready(self.address(name), node_id=node[0], brokers=brokers)
         if name == "kafka":
-            return kafka_ready(self.address("kafka"))
+            return kafka_ready(self.bootstrap(), brokers=brokers)
         if name == "redis":
             pw = self.settings.redis.password
             return redis_ready(
@@ -409,8 +524,29 @@ class LocalStack:
         return prometheus_ready(self.settings.ports.prometheus)
 
     # -- service definitions
-    def _kafka_argv(self) -> list[str]:
-        return prepare_kafka(self.settings, self.root / "kafka")
+    def _kafka_argv(self, name: str) -> list[str]:
+        node = self._node(name)
+        assert node is not None
+        if len(self.kafka_nodes()) == 1:
+            return prepare_kafka(self.settings, self.root / "kafka")
+        cluster_id = self._nodes_cluster_id()
+        return prepare_kafka(self.settings, self.root / name, node=node[0], cluster_id=cluster_id)
+
+    def _nodes_cluster_id(self) -> str:
+        """The cluster id of the nodes' storage: the one formatted nodes have, else one new
+        id for every node (kept, so that nodes formatted one by one agree)."""
+        ids = {stored_cluster_id(self.root / n / "data") for n, _, _ in self.kafka_nodes()}
+        ids.discard(None)
+        if len(ids) > 1:
+            raise StackError(
+                f"the Kafka nodes' storage in {self.root} belongs to different clusters "
+                f"({', '.join(sorted(str(i) for i in ids))}): remove the kafka-* folders"
+            )
+        if ids:
+            return str(next(iter(ids)))
+        if self._cluster_id is None:
+            self._cluster_id = new_cluster_id()
+        return self._cluster_id
 
     def _redis_argv(self) -> list[str]:
         exe = require("redis-server")
@@ -480,12 +616,30 @@ class LocalStack:
             "--storage.tsdb.retention.time=2d",
         ]
 
+    def _argv(self, name: str) -> list[str]:
+        if self._node(name) is not None:
+            return self._kafka_argv(name)
+        return self._redis_argv() if name == "redis" else self._prometheus_argv()
+
+    def _other_kafka(self, state: dict[str, dict[str, object]]) -> list[str]:
+        """Kafka processes recorded as running that this configuration does not have (a
+        cluster under a single-node configuration, or the other way round)."""
+        mine = {n for n, _, _ in self.kafka_nodes()}
+        return sorted(
+            name
+            for name, entry in state.items()
+            if name.partition("-")[0] == "kafka"
+            and name not in mine
+            and isinstance(entry.get("pid"), int)
+            and pid_alive(int(str(entry["pid"])))
+        )
+
     # -- lifecycle
     def up(self, timeout: float = 90.0, services: Sequence[str] = SERVICES) -> dict[str, float]:
         """Start every service (of ``services``) that is not running and wait until all are
-        ready.
+        ready (a Kafka cluster: every node in the metadata).
 
-        Returns the seconds each service took to become ready (0 for one already running).
+        Returns the seconds each process took to become ready (0 for one already running).
         """
         unknown = sorted(set(services) - set(SERVICES))
         if unknown:
@@ -493,31 +647,41 @@ class LocalStack:
         programs = {"kafka": "java", "redis": "redis-server", "prometheus": "prometheus"}
         for name in services:
             require(programs[name])
-        if "kafka" in services:
-            fetch_kafka(self.settings)
+        self._check_ports()
         state = self._load_state()
+        if "kafka" in services:
+            other = self._other_kafka(state)
+            if other:
+                raise StackError(
+                    f"this stack's Kafka runs as {', '.join(other)}, not as configured "
+                    f"({self.settings.stack.kafka_brokers} node(s)): `wearmon stack down` first"
+                )
+            fetch_kafka(self.settings)
         self.logs.mkdir(parents=True, exist_ok=True)
-        builders: dict[str, Callable[[], list[str]]] = {
-            "kafka": self._kafka_argv,
-            "redis": self._redis_argv,
-            "prometheus": self._prometheus_argv,
-        }
+        brokers = self.settings.stack.kafka_brokers
         t0 = time.monotonic()
         started: dict[str, subprocess.Popen[bytes]] = {}
         timings: dict[str, float] = {}
         try:
-            for name in (n for n in SERVICES if n in services):
+            to_start = []
+            for name in self.processes(services):
                 entry = state.get(name)
                 if entry and pid_alive(int(str(entry["pid"]))):
                     timings[name] = 0.0
                     continue
-                port = self._port(name)
-                if port_open(port):
-                    raise StackError(
-                        f"{name}: port {port} on 127.0.0.1 is already in use by another "
-                        f"process; choose another with WEARMON_PORTS__{name.upper()}"
-                    )
-                argv = builders[name]()
+                for port in self._ports(name):
+                    if port_open(port):
+                        raise StackError(
+                            f"{name}: port {port} on 127.0.0.1 is already in use by another "
+                            "process; choose other ports with WEARMON_PORTS__*"
+                        )
+                to_start.append(name)
+            if brokers > 1 and any(self._node(n) for n in to_start):
+                self._nodes_cluster_id()  # decided once, before the nodes format side by side
+            with ThreadPoolExecutor(max(1, len(to_start))) as pool:  # JVM storage formats
+                argvs = dict(zip(to_start, pool.map(self._argv, to_start), strict=True))
+            for name in to_start:
+                argv = argvs[name]
                 logf = self.logs / f"{name}.log"
                 with open(logf, "ab") as out:
                     proc = subprocess.Popen(
@@ -547,7 +711,7 @@ class LocalStack:
                             f"{name} exited with code {proc.returncode} during start-up; "
                             f"see {self.logs / (name + '.log')}"
                         )
-                    if self.ready(name):
+                    if self.ready(name, brokers=brokers):
                         timings[name] = time.monotonic() - t0
                         pending.discard(name)
                 if pending and time.monotonic() > deadline:
@@ -558,64 +722,93 @@ class LocalStack:
                 if pending:
                     time.sleep(0.2)
         except BaseException:
+            self._stop_all([(name, state.get(name, {})) for name in started])
             for name in started:
-                self._stop(name, state.get(name, {}))
                 state.pop(name, None)
             self._save_state(state)
             raise
         return timings
 
-    def _stop(self, name: str, entry: dict[str, object], grace: float = 20.0) -> bool:
-        """Stop one service by its recorded pid (and its process group). True if it was up."""
+    def _signal(self, name: str, entry: dict[str, object]) -> int | None:
+        """SIGTERM to one recorded process (and its group); its pid, None if it was not up."""
         pid = entry.get("pid")
         if not isinstance(pid, int) or not pid_alive(pid):
-            return False
+            return None
         argv0 = str(entry.get("argv0", ""))
         if argv0 and Path(argv0).name not in _cmdline(pid):
             log.warning("pid %d is no longer %s; leaving it alone", pid, name)
-            return False
+            return None
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pid, signal.SIGTERM)
+        return pid
+
+    def _stop_all(
+        self, entries: list[tuple[str, dict[str, object]]], grace: float = 20.0
+    ) -> list[str]:
+        """Stop recorded processes together (the nodes of a cluster shut down side by side:
+        one after the other, the last ones would wait for a lost quorum): SIGTERM to each,
+        SIGKILL to those still up after ``grace`` seconds. Returns the names that were up."""
+        pids = {name: pid for name, entry in entries if (pid := self._signal(name, entry))}
         deadline = time.monotonic() + grace
-        while time.monotonic() < deadline and pid_alive(pid):
+        while time.monotonic() < deadline and any(pid_alive(p) for p in pids.values()):
+            for p in pids.values():
+                with contextlib.suppress(ChildProcessError):
+                    os.waitpid(p, os.WNOHANG)
+            time.sleep(0.1)
+        for name, pid in pids.items():
+            if pid_alive(pid):
+                log.warning("%s (pid %d) ignored SIGTERM for %.0f s; killing it", name, pid, grace)
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(pid, signal.SIGKILL)
+                while pid_alive(pid):
+                    time.sleep(0.05)
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid, os.WNOHANG)
-            time.sleep(0.1)
-        if pid_alive(pid):
-            log.warning("%s (pid %d) ignored SIGTERM for %.0f s; killing it", name, pid, grace)
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(pid, signal.SIGKILL)
-            while pid_alive(pid):
-                time.sleep(0.05)
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(pid, os.WNOHANG)
-        return True
+        return list(pids)
 
     def down(self) -> list[str]:
-        """Stop exactly what ``up`` started. Returns the names of the services stopped."""
+        """Stop exactly what ``up`` started (whatever its Kafka nodes were). Returns the
+        names of the processes stopped."""
         state = self._load_state()
-        stopped = []
-        for name in reversed(SERVICES):
-            entry = state.pop(name, None)
-            if entry and self._stop(name, entry):
-                stopped.append(name)
+        stopped: list[str] = []
+        names = sorted(state, key=self._rank, reverse=True)
+        for service in reversed(SERVICES):  # prometheus, redis, then every Kafka node at once
+            group = [n for n in names if n.partition("-")[0] == service]
+            stopped += self._stop_all([(n, state.pop(n)) for n in group])
         self._save_state(state)
         return stopped
 
     def status(self) -> list[ServiceStatus]:
+        """Every process of this configuration, and any other recorded one (a cluster's
+        nodes under a single-node configuration)."""
         state = self._load_state()
+        names = set(self.processes()) | set(state)
+        if self._other_kafka(state):  # Kafka runs as recorded, not as configured now
+            names -= {n for n, _, _ in self.kafka_nodes()} - set(state)
         out = []
-        for name in SERVICES:
+        for name in sorted(names, key=self._rank):
             entry = state.get(name) or {}
             pid = entry.get("pid")
             running = isinstance(pid, int) and pid_alive(pid)
+            if name in self.processes():
+                address = self.address(name)
+                ready = running and self.ready(name)
+            else:  # recorded by an `up` with other settings: its recorded address
+                address = str(entry.get("address", "?"))
+                node = name.partition("-")[2]
+                ready = (
+                    running
+                    and name.startswith("kafka-")
+                    and node.isdigit()
+                    and kafka_ready(address, node_id=int(node))
+                )
             out.append(
                 ServiceStatus(
                     name=name,
-                    address=self.address(name),
+                    address=address,
                     pid=pid if isinstance(pid, int) else None,
                     running=running,
-                    ready=running and self.ready(name),
+                    ready=ready,
                     log=str(self.logs / f"{name}.log"),
                 )
             )

@@ -1,4 +1,5 @@
-"""Pure parts of the local stack: prerequisites, the jar cache, the Prometheus config."""
+"""Pure parts of the local stack: prerequisites, the jar cache, the Prometheus config, the
+Kafka nodes' configs and process bookkeeping."""
 
 from __future__ import annotations
 
@@ -7,13 +8,15 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
-from wearmon.errors import PrerequisiteError, StackError
+from wearmon.errors import ConfigError, PrerequisiteError, StackError
 from wearmon.settings import Settings
 from wearmon.stack import (
     LocalStack,
     fetch_kafka,
     kafka_libs_dir,
+    kafka_server_properties,
     new_cluster_id,
     pid_alive,
     require,
@@ -111,3 +114,95 @@ def test_cluster_ids_never_look_like_an_option(monkeypatch: pytest.MonkeyPatch) 
     cid = new_cluster_id()
     assert not cid.startswith("-")
     assert len(cid) == 22
+
+
+def _props(text: str) -> dict[str, str]:
+    return dict(line.split("=", 1) for line in text.splitlines() if line)
+
+
+def test_single_node_config_is_replication_1(tmp_path: Path) -> None:
+    props = _props(kafka_server_properties(Settings(), tmp_path / "data"))
+    assert props["node.id"] == "1"
+    assert props["controller.quorum.voters"] == "1@127.0.0.1:9093"
+    for key in ("default.replication.factor", "offsets.topic.replication.factor",
+                "transaction.state.log.replication.factor", "min.insync.replicas",
+                "transaction.state.log.min.isr"):  # fmt: skip
+        assert props[key] == "1", key
+
+
+def test_cluster_nodes_share_one_quorum_on_their_own_ports(tmp_path: Path) -> None:
+    s = Settings(
+        ports={"kafka": 19092, "kafka_controller": 19093, "kafka_step": 10},
+        stack={"kafka_brokers": 3},
+    )
+    assert s.kafka.bootstrap_servers == "127.0.0.1:19092,127.0.0.1:19102,127.0.0.1:19112"
+    voters = "1@127.0.0.1:19093,2@127.0.0.1:19103,3@127.0.0.1:19113"
+    for node, port in ((1, 19092), (2, 19102), (3, 19112)):
+        props = _props(kafka_server_properties(s, tmp_path / f"n{node}", node=node))
+        assert props["node.id"] == str(node)
+        assert props["controller.quorum.voters"] == voters
+        assert props["listeners"] == (
+            f"PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{port + 1}"
+        )
+        assert props["default.replication.factor"] == "3"
+        assert props["offsets.topic.replication.factor"] == "3"
+        assert props["min.insync.replicas"] == "2"
+        assert props["transaction.state.log.min.isr"] == "2"
+    with pytest.raises(StackError, match="node 4"):
+        kafka_server_properties(s, tmp_path, node=4)
+
+
+def test_cluster_process_names_and_addresses(tmp_path: Path) -> None:
+    s = Settings(data_dir=tmp_path, ports={"kafka": 19092}, stack={"kafka_brokers": 3})
+    stack = LocalStack(s)
+    assert stack.processes() == ["kafka-1", "kafka-2", "kafka-3", "redis", "prometheus"]
+    assert stack.processes(["kafka"]) == ["kafka-1", "kafka-2", "kafka-3"]
+    assert stack.address("kafka-2") == "127.0.0.1:19102"
+    assert stack.address("kafka") == s.kafka.bootstrap_servers
+    assert LocalStack(Settings(data_dir=tmp_path)).processes(["kafka"]) == ["kafka"]
+
+
+def test_clashing_cluster_ports_are_one_clear_error(tmp_path: Path) -> None:
+    s = Settings(
+        data_dir=tmp_path,
+        ports={"kafka": 19092, "kafka_controller": 19093, "kafka_step": 1},
+        stack={"kafka_brokers": 3},
+    )
+    with pytest.raises(StackError) as exc:
+        LocalStack(s).up(services=["kafka"])
+    assert "both want port 19093" in str(exc.value)
+    assert "\n" not in str(exc.value)
+
+
+def test_replication_needs_enough_brokers() -> None:
+    k = Settings().kafka
+    assert k.replication(1) == (1, 1)  # the single-node stack
+    assert k.replication(3) == (3, 2)
+    assert k.replication(5) == (3, 2)
+    with pytest.raises(ConfigError, match="replication factor 3 needs 3 Kafka brokers, 2 are up"):
+        k.replication(2)
+    with pytest.raises(ValidationError, match="min_insync_replicas 3 exceeds"):
+        Settings(kafka={"replication_factor": 2, "min_insync_replicas": 3})
+
+
+def test_down_stops_every_recorded_node_whatever_the_settings(tmp_path: Path) -> None:
+    """A cluster started with --cluster is stopped (and shown) by commands without it."""
+    procs = [subprocess.Popen(["sleep", "30"], start_new_session=True) for _ in range(2)]
+    try:
+        stack = LocalStack(Settings(data_dir=tmp_path))  # configured: a single node
+        sleep = shutil.which("sleep") or "sleep"
+        stack._save_state(
+            {f"kafka-{i}": {"pid": p.pid, "argv0": sleep, "address": f"127.0.0.1:{9092 + i}"}
+             for i, p in enumerate(procs, start=1)}
+        )  # fmt: skip
+        names = [st.name for st in stack.status()]
+        assert names[:2] == ["kafka-1", "kafka-2"] and "kafka" not in names
+        with pytest.raises(StackError, match="runs as kafka-1, kafka-2"):
+            stack.up(services=["kafka"])
+        assert sorted(stack.down()) == ["kafka-1", "kafka-2"]
+        for p in procs:
+            assert p.wait(5) is not None
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()

@@ -9,7 +9,11 @@ from rich.console import Console
 from rich.table import Table
 
 from wearmon.cli.common import settings_of
+from wearmon.settings import Settings
 from wearmon.stack import LocalStack, fetch_kafka, kafka_version
+
+#: Kafka nodes of ``stack up --cluster``
+CLUSTER_BROKERS = 3
 
 app = typer.Typer(
     help="The local single-machine stack: Kafka (KRaft), Redis, Prometheus, on loopback.",
@@ -26,19 +30,42 @@ def fetch(ctx: typer.Context) -> None:
     console.print(f"Kafka {kafka_version(libs)} jars in {libs}")
 
 
+def with_brokers(settings: Settings, brokers: int) -> Settings:
+    """``settings`` with ``stack.kafka_brokers`` = ``brokers``."""
+    stack = settings.stack.model_copy(update={"kafka_brokers": brokers})
+    return settings.model_copy(update={"stack": stack})
+
+
 @app.command()
 def up(
     ctx: typer.Context,
     timeout: float = typer.Option(90.0, help="Seconds to wait for every service to be ready."),
+    cluster: bool = typer.Option(
+        False,
+        "--cluster",
+        help=f"Kafka as a {CLUSTER_BROKERS}-node KRaft cluster (as "
+        f"WEARMON_STACK__KAFKA_BROKERS={CLUSTER_BROKERS} does; a larger setting is kept).",
+    ),
 ) -> None:
     """Start Kafka, Redis and Prometheus (those not already running) and wait until ready."""
-    stack = LocalStack(settings_of(ctx))
+    settings = settings_of(ctx)
+    if cluster and settings.stack.kafka_brokers == 1:
+        settings = with_brokers(settings, CLUSTER_BROKERS)
+    stack = LocalStack(settings)
     t0 = time.monotonic()
     timings = stack.up(timeout=timeout)
     for name, secs in timings.items():
         what = "already running" if secs == 0 else f"ready in {secs:.1f} s"
         console.print(f"{name:<11} {stack.address(name):<24} {what}")
     console.print(f"stack ready in {time.monotonic() - t0:.1f} s (data in {stack.root})")
+    brokers = settings.stack.kafka_brokers
+    if brokers > 1:
+        console.print(f"Kafka bootstrap servers: {stack.bootstrap()}")
+        if settings_of(ctx).stack.kafka_brokers != brokers:
+            console.print(
+                f"set WEARMON_STACK__KAFKA_BROKERS={brokers} for the other commands: they "
+                "then bootstrap from every node, not the first alone"
+            )
 
 
 @app.command()

@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test test-unit test-integration chaos lint format typecheck check bench stack-up stack-down stack-status clean constraints
+.PHONY: setup demo test test-unit test-integration chaos cluster lint format typecheck check bench stack-up stack-down stack-status clean constraints
 
 setup:
 	@bash deploy/setup.sh
@@ -24,6 +24,11 @@ test-integration: setup
 # fault injection (kill -9 / SIGSTOP of the stack's services under a running worker)
 chaos: setup
 	$(BIN)/pytest -m chaos -s $(PYTEST_ARGS)
+
+# wearmon on a 3-broker Kafka cluster, a broker killed mid-replay (about 2 minutes; make test
+# skips it: docs/deploy.md, "A Kafka cluster")
+cluster: setup
+	$(BIN)/pytest -m cluster -s $(PYTEST_ARGS)
 
 lint: setup
 	$(BIN)/ruff check .

@@ -223,17 +223,22 @@ def to_types(**fields: str) -> dm.DataTransformerConfig:
     return transform("convertFieldType", {"conversions": conversions, "fields": {}})
 
 
-def keep_fields(*names: str) -> dm.DataTransformerConfig:
-    """Keep only ``names`` (in this order)."""
+def keep_fields(*names: str, rename: dict[str, str] | None = None) -> dm.DataTransformerConfig:
+    """Keep only ``names`` (in this order), shown under ``rename``'s names."""
     return transform(
         "organize",
         {
             "excludeByName": {},
             "includeByName": dict.fromkeys(names, True),
             "indexByName": {n: i for i, n in enumerate(names)},
-            "renameByName": {},
+            "renameByName": dict(rename or {}),
         },
     )
+
+
+def field_unit(panel: Any, name: str, unit: str) -> Any:
+    """``panel`` with field ``name`` (as shown, after renames) in ``unit``."""
+    return panel.override_by_name(name, [dm.DynamicConfigValue(id_val="unit", value=unit)])
 
 
 def redis_table(

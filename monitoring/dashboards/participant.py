@@ -8,13 +8,14 @@ episode and minute keys of stream_processor.episodes.
 
 from __future__ import annotations
 
-from grafana_foundation_sdk.builders import barchart, dashboard, statetimeline, timeseries
+from grafana_foundation_sdk.builders import barchart, dashboard, statetimeline, table, timeseries
 from grafana_foundation_sdk.builders import common as cb
 from grafana_foundation_sdk.models import common as cm
 
 from monitoring.dashboards.common import (
     REDIS,
     RedisQuery,
+    field_unit,
     keep_fields,
     new_dashboard,
     redis_stat,
@@ -162,31 +163,85 @@ def _totals(d: dashboard.Dashboard) -> dashboard.Dashboard:
                 daily_key(DEVICE),
             )
         )
-        .with_row(row("Data quality"))
-        .with_panel(
-            redis_table(
-                "Latest prediction",
-                "The newest prediction as stored (model version, window, latency).",
-                "none",
-                RedisQuery("hgetall", latest_key(DEVICE)),
-                span=24,
-            )
-            .with_transformation(
-                to_types(window_start_ms="time", window_end_ms="time", processed_ms="time")
-            )
-            .with_transformation(
-                keep_fields(
-                    "label",
-                    "confidence",
-                    "window_start_ms",
-                    "window_end_ms",
-                    "processed_ms",
-                    "latency_ms",
-                    "model_version",
-                )
+        .with_row(row("Episodes and latest state"))
+        .with_panel(_episodes_table())
+        .with_panel(_latest_table())
+    )
+
+
+def _episodes_table() -> table.Panel:
+    p = (
+        redis_table(
+            "Recent episodes",
+            "The newest closed episodes, newest first: consecutive windows of one predicted "
+            "activity merged, with their mean confidence and number of windows (4 s each, "
+            "2 s apart).",
+            "none",
+            RedisQuery("xrevrange", episodes_key(DEVICE), count=20),
+        )
+        .with_transformation(
+            to_types(start_ms="time", end_ms="time", mean_confidence="number", windows="number")
+        )
+        .with_transformation(
+            keep_fields(
+                "start_ms",
+                "end_ms",
+                "activity",
+                "mean_confidence",
+                "windows",
+                rename={
+                    "start_ms": "Start",
+                    "end_ms": "End",
+                    "activity": "Activity",
+                    "mean_confidence": "Mean confidence",
+                    "windows": "Windows",
+                },
             )
         )
     )
+    return field_unit(p, "Mean confidence", "percentunit")
+
+
+def _latest_table() -> table.Panel:
+    p = (
+        redis_table(
+            "Latest prediction",
+            "The newest prediction as stored (window, when it was classified, latency from "
+            "the watch's message, model version).",
+            "none",
+            RedisQuery("hgetall", latest_key(DEVICE)),
+        )
+        .with_transformation(
+            to_types(
+                window_start_ms="time",
+                window_end_ms="time",
+                processed_ms="time",
+                confidence="number",
+                latency_ms="number",
+            )
+        )
+        .with_transformation(
+            keep_fields(
+                "label",
+                "confidence",
+                "window_start_ms",
+                "window_end_ms",
+                "processed_ms",
+                "latency_ms",
+                "model_version",
+                rename={
+                    "label": "Activity",
+                    "confidence": "Confidence",
+                    "window_start_ms": "Window start",
+                    "window_end_ms": "Window end",
+                    "processed_ms": "Classified",
+                    "latency_ms": "Latency",
+                    "model_version": "Model",
+                },
+            )
+        )
+    )
+    return field_unit(field_unit(p, "Confidence", "percentunit"), "Latency", "ms")
 
 
 def build() -> dashboard.Dashboard:

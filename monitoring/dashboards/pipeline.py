@@ -58,12 +58,13 @@ def _overview(d: dashboard.Dashboard) -> dashboard.Dashboard:
             single(
                 "p95 end-to-end latency",
                 "From the sent time of the message that completes a window to its "
-                "prediction in Redis, 95th percentile over the last minute.",
+                "prediction in Redis, 95th percentile over the last minute with classified "
+                "windows (a minute without any has no percentile, not NaN).",
                 "s",
                 [
                     Q(
                         f"histogram_quantile(0.95, sum by (le) "
-                        f"(rate({S}e2e_latency_seconds_bucket[1m])))"
+                        f"(rate({S}e2e_latency_seconds_bucket[1m]))) >= 0"
                     )
                 ],
                 decimals=2,
@@ -320,8 +321,24 @@ def _recovery(d: dashboard.Dashboard) -> dashboard.Dashboard:
                     Q(f"sum(increase({S}checkpoint_seeks_total[1m]))", "checkpoint seeks"),
                     Q(f"sum(increase({S}devices_evicted_total[1m]))", "devices evicted"),
                     Q(f"sum(increase({S}devices_retired_total[1m]))", "devices retired"),
+                    Q(
+                        f"sum(increase({S}episode_windows_stored_total[1m]))",
+                        "windows counted in episodes as stored",
+                    ),
                 ],
                 span=8,
+            )
+        )
+        .with_panel(
+            ts(
+                "Participants without data",
+                "Devices whose last sample message is older than 5, 10, 30 and 60 minutes, "
+                "summed over the workers (counted until a device's state is retired). The "
+                "alert WearmonParticipantSilent fires on the 10-minute count; the Participant "
+                "dashboard's 'Last data' tells which participant.",
+                "none",
+                [Q(f"sum by (minutes) ({S}silent_devices)", "silent > {{minutes}} min")],
+                span=24,
             )
         )
     )

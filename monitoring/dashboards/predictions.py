@@ -50,6 +50,29 @@ def _classes(d: dashboard.Dashboard) -> dashboard.Dashboard:
         )
         .with_panel(
             ts(
+                "Confidence of the predictions",
+                "Confidence (probability of the predicted class) of the windows classified: "
+                "p10, p50, p90 (from the workers' histogram), and the share under 0.5.",
+                "percentunit",
+                [
+                    *(
+                        Q(
+                            f"histogram_quantile({q}, sum by (le) (rate({S}confidence_bucket{R})))",
+                            f"p{round(q * 100)}",
+                        )
+                        for q in (0.1, 0.5, 0.9)
+                    ),
+                    Q(
+                        f'sum(rate({S}confidence_bucket{{le="0.5"}}{R})) '
+                        f"/ sum(rate({S}confidence_count{R}))",
+                        "share < 0.5",
+                    ),
+                ],
+                max_val=1,
+            )
+        )
+        .with_panel(
+            ts(
                 "Confidence drift",
                 "The monitor's prediction-drift scores: class mix and confidence of the live "
                 "predictions against the champion's reference (1 = the decision threshold).",
@@ -64,6 +87,7 @@ def _classes(d: dashboard.Dashboard) -> dashboard.Dashboard:
                 "percentunit",
                 [Q(f"max by (model_version) ({S}live_accuracy)", "v{{model_version}}")],
                 max_val=1,
+                span=24,
             )
         )
     )

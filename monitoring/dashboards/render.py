@@ -28,6 +28,8 @@ class PanelView:
     unit: str
     decimals: int | None = None
     keep: list[str] = field(default_factory=list)  # the panel's "organize" fields, in order
+    rename: dict[str, str] = field(default_factory=dict)  # field -> name shown ("organize")
+    units: dict[str, str] = field(default_factory=dict)  # name shown -> unit (overrides)
     results: list[Result] = field(default_factory=list)
     metrics: set[str] = field(default_factory=set)
 
@@ -44,14 +46,24 @@ def collect(
     views: dict[str, PanelView] = {}
     for p in panels(dash):
         defaults = p.get("fieldConfig", {}).get("defaults", {})
-        keep = [
-            name
-            for t in p.get("transformations", [])
-            if t["id"] == "organize"
-            for name in t["options"].get("indexByName", {})
-        ]
+        organize = [t["options"] for t in p.get("transformations", []) if t["id"] == "organize"]
+        keep = [name for o in organize for name in o.get("indexByName", {})]
+        rename = {k: v for o in organize for k, v in o.get("renameByName", {}).items()}
+        units = {
+            str(o["matcher"]["options"]): str(prop["value"])
+            for o in p.get("fieldConfig", {}).get("overrides", [])
+            if o["matcher"]["id"] == "byName"
+            for prop in o["properties"]
+            if prop["id"] == "unit"
+        }
         views[p["title"]] = PanelView(
-            p["title"], p["type"], defaults.get("unit", ""), _int(defaults.get("decimals")), keep
+            p["title"],
+            p["type"],
+            defaults.get("unit", ""),
+            _int(defaults.get("decimals")),
+            keep,
+            rename,
+            units,
         )
     for q in queries(name, dash):
         v = views[q.panel]
@@ -210,7 +222,7 @@ def _draw_minutes(ax: Any, v: PanelView) -> None:
     colors = _palette(acts)
     labels = [dt.datetime.fromtimestamp(row["t"] / 1000, dt.UTC) for row in rows]
     names = [
-        t.strftime("%d %H:00") if "hour" in v.title else t.strftime("%Y-%m-%d") for t in labels
+        t.strftime("%m-%d %H:00") if "hour" in v.title else t.strftime("%Y-%m-%d") for t in labels
     ]
     bottom = [0.0] * len(rows)
     for a in acts:
@@ -219,8 +231,8 @@ def _draw_minutes(ax: Any, v: PanelView) -> None:
         bottom = [b + x for b, x in zip(bottom, vals, strict=True)]
     ax.set_ylabel("minutes", fontsize=7)
     ax.tick_params(labelsize=7)
-    if acts:
-        ax.legend(fontsize=6, ncol=2)
+    if acts:  # beside the bars, not over them
+        ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
 
 
 def _draw_table(ax: Any, v: PanelView) -> None:
@@ -229,17 +241,29 @@ def _draw_table(ax: Any, v: PanelView) -> None:
     if not rows:
         return
     cols = v.keep or [c for c in rows[0] if c not in ("probs",)][:7]
-    cells = [[_cell(c, row.get(c, "")) for c in cols] for row in rows]
-    tab = ax.table(cellText=cells, colLabels=cols, loc="upper center", cellLoc="left")
+    shown = [v.rename.get(c, c) for c in cols]
+    cells = [
+        [_cell(c, row.get(c, ""), v.units.get(name)) for c, name in zip(cols, shown, strict=True)]
+        for row in rows
+    ]
+    tab = ax.table(cellText=cells, colLabels=shown, loc="upper center", cellLoc="left")
     tab.auto_set_font_size(False)
     tab.set_fontsize(6)
     tab.scale(1, 1.2)
 
 
-def _cell(column: str, value: str) -> str:
-    """Epoch-ms columns as UTC times (as the Grafana panel's field types show them)."""
+def _cell(column: str, value: str, unit: str | None = None) -> str:
+    """Epoch-ms columns as UTC times (as the Grafana panel's field types show them), a
+    column with a unit override in that unit."""
     if column.endswith("_ms") and value.isdigit() and len(value) >= 12:
         return dt.datetime.fromtimestamp(int(value) / 1000, dt.UTC).strftime(TIME_FMT)
+    if unit == "ms" and value:
+        return f"{float(value):.0f} ms"
+    if unit is not None and value:
+        try:
+            return fmt(float(value), unit)
+        except ValueError:
+            pass
     return value[:22]
 
 

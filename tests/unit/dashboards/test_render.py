@@ -6,7 +6,8 @@ import os
 import subprocess
 import sys
 
-from monitoring.dashboards.render import _row_spans, fmt
+from monitoring.dashboards.generate import dashboard_json
+from monitoring.dashboards.render import _cell, _row_spans, fmt
 from wearmon.stack import free_port
 
 
@@ -16,6 +17,23 @@ def test_values_as_grafana_shows_them() -> None:
     assert fmt(0.1, "percentunit", 0) == "10 %"
     assert fmt(1.09, "none", 0) == "1"
     assert fmt(3.25, "wps") == "3.2/s"
+
+
+def test_table_cells_follow_the_panel_s_renames_and_unit_overrides() -> None:
+    panel = next(
+        p for p in dashboard_json("participant")["panels"] if p["title"] == "Latest prediction"
+    )
+    organize = next(t["options"] for t in panel["transformations"] if t["id"] == "organize")
+    assert organize["renameByName"]["confidence"] == "Confidence"
+    units = {
+        o["matcher"]["options"]: o["properties"][0]["value"]
+        for o in panel["fieldConfig"]["overrides"]
+    }
+    assert units == {"Confidence": "percentunit", "Latency": "ms"}
+    assert _cell("confidence", "0.457800", units["Confidence"]) == "45.8 %"
+    assert _cell("latency_ms", "127.0", units["Latency"]) == "127 ms"
+    assert _cell("window_start_ms", "1742800000000") == "07:06:40"
+    assert _cell("label", "TAP") == "TAP"
 
 
 def test_spans_of_episodes_and_windows() -> None:

@@ -10,8 +10,15 @@ States (docs/drift.md, "Policy")::
   and change nothing.
 - From OK a drifted check leads to SUSPECT (or straight to DRIFT when N = 1). SUSPECT and a
   capped DRIFT go back to OK once none of the last M counted checks drifted.
-- DRIFT asks for a retraining at once when the cap allows it (the step's ``action`` is
-  ``"retrain"``); at the cap it stays in DRIFT and asks again at every later check.
+- DRIFT asks for a retraining when the cap allows it (the step's ``action`` is
+  ``"retrain"``); at the cap it stays in DRIFT and asks again at every later check. With
+  ``min_labelled`` set, it first waits for that many labelled windows (ground truth joined
+  by the stream) since the episode's onset, at most ``label_wait_s``: a retraining on the
+  drifted data needs labels of the drifted data, and one started at the first sign of drift
+  would train on windows from before it (it still starts after the wait, and is refused
+  without labels).
+- The episode's onset is the oldest window of the check that left OK (``onset_ms``); the
+  retraining takes the windows from it on as "the new data".
 - RETRAINING ends in COOLDOWN when the retraining reports its result (promoted, refused or
   failed) or runs past ``retrain_timeout_s``; checks during RETRAINING and COOLDOWN count for
   nothing. The cooldown ends on the first event after ``cooldown_s``, with the check history
@@ -50,6 +57,10 @@ class PolicyConfig:
     cooldown_s: float = 3600.0
     max_retrains_per_day: int = 3
     retrain_timeout_s: float = 3 * 3600.0
+    #: labelled windows since the onset that DRIFT waits for (0: start at once) ...
+    min_labelled: int = 0
+    #: ... for at most this long after entering DRIFT
+    label_wait_s: float = 0.0
 
     def __post_init__(self) -> None:
         n, m = self.n_of_m
@@ -87,6 +98,10 @@ class PolicyState:
     retrain_starts_ms: tuple[int, ...] = ()
     cooldown_until_ms: int = 0
     last_result: str = ""
+    #: the oldest window of the check that left OK (0: unknown)
+    onset_ms: int = 0
+    #: the labelled-window count when the episode left OK (-1: unknown)
+    labelled_at_onset: int = -1
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -103,6 +118,8 @@ class PolicyState:
                 retrain_starts_ms=tuple(int(v) for v in d["retrain_starts_ms"]),
                 cooldown_until_ms=int(d["cooldown_until_ms"]),
                 last_result=str(d.get("last_result", "")),
+                onset_ms=int(d.get("onset_ms", 0)),
+                labelled_at_onset=int(d.get("labelled_at_onset", -1)),
             )
         except (ValueError, KeyError, TypeError) as exc:
             raise MonitorError(f"{POLICY_STATE}: not a policy state ({exc})") from None
@@ -119,6 +136,10 @@ class Check:
     drifted: bool
     n_windows: int
     score: float = 0.0
+    #: the oldest live window the check read (0: unknown)
+    oldest_ms: int = 0
+    #: labelled windows the stream has scored so far, a running total (-1: unknown)
+    labelled: int = -1
 
 
 @dataclass(frozen=True)
@@ -165,7 +186,8 @@ def step(st: PolicyState, event: Event, cfg: PolicyConfig) -> Step:
 def _move(st: PolicyState, to: str, reason: str, at_ms: int, out: list[Transition]) -> PolicyState:
     tid = st.trigger_id or new_trigger_id(at_ms)
     out.append(Transition(st.state, to, reason, tid, at_ms))
-    return replace(st, state=to, since_ms=at_ms, trigger_id="" if to == OK else tid)
+    st = replace(st, state=to, since_ms=at_ms, trigger_id="" if to == OK else tid)
+    return replace(st, onset_ms=0, labelled_at_onset=-1) if to == OK else st
 
 
 def _expire(st: PolicyState, now: int, cfg: PolicyConfig, out: list[Transition]) -> PolicyState:
@@ -201,6 +223,8 @@ def _on_check(st: PolicyState, ev: Check, cfg: PolicyConfig, out: list[Transitio
     st = replace(st, recent=recent)
     hits = sum(recent)
     tally = f"{hits} of the last {len(recent)} checks drifted (score {ev.score:.2f})"
+    if st.state == OK and hits >= 1:  # the episode starts here
+        st = replace(st, onset_ms=ev.oldest_ms, labelled_at_onset=ev.labelled)
     if st.state in (OK, SUSPECT) and hits >= n:
         st = _move(st, DRIFT, f"{tally}, trigger at {n} of {m}", ev.at_ms, out)
     elif st.state == OK and hits >= 1:
@@ -211,11 +235,30 @@ def _on_check(st: PolicyState, ev: Check, cfg: PolicyConfig, out: list[Transitio
         return Step(st, out)
     if len(st.retrain_starts_ms) >= cfg.max_retrains_per_day:
         return Step(st, out)  # capped: stays in DRIFT, asks again at the next check
+    have = labelled_since_onset(st, ev)
+    waited = ev.at_ms - st.since_ms >= cfg.label_wait_s * 1000
+    if cfg.min_labelled > 0 and (have is None or have < cfg.min_labelled) and not waited:
+        return Step(st, out)  # waits for labels of the drifted data
     used = len(st.retrain_starts_ms) + 1
     why = f"retraining {used} of at most {cfg.max_retrains_per_day} per 24 h"
+    if cfg.min_labelled > 0:
+        got = "unknown" if have is None else str(have)
+        why += (
+            f", {got} labelled windows since the onset"
+            if have is not None and have >= cfg.min_labelled
+            else f", after waiting {cfg.label_wait_s:.0f} s for labels ({got} of "
+            f"{cfg.min_labelled} labelled windows since the onset)"
+        )
     st = _move(st, RETRAINING, why, ev.at_ms, out)
     st = replace(st, retrain_starts_ms=(*st.retrain_starts_ms, ev.at_ms))
     return Step(st, out, action="retrain")
+
+
+def labelled_since_onset(st: PolicyState, ev: Check) -> int | None:
+    """Labelled windows scored since the episode left OK (None: a count is unknown)."""
+    if st.labelled_at_onset < 0 or ev.labelled < 0:
+        return None
+    return max(0, ev.labelled - st.labelled_at_onset)
 
 
 class PolicyStore:

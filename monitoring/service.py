@@ -238,7 +238,24 @@ def policy_config(settings: Any) -> PolicyConfig:
         cooldown_s=m.cooldown_s,
         max_retrains_per_day=m.max_retrains_per_day,
         retrain_timeout_s=m.retrain_timeout_s,
+        min_labelled=m.min_labelled,
+        label_wait_s=m.label_wait_s,
     )
+
+
+def labelled_total(client: Any) -> int:
+    """Labelled windows the stream has scored so far, all versions (``acc:live``'s
+    ``{version}:total`` fields): one HGETALL, whatever the number of devices."""
+    from stream_processor.sinks import ACCURACY_KEY
+
+    total = 0
+    for k, v in client.hgetall(ACCURACY_KEY).items():
+        if _s(k).endswith(":total"):
+            try:
+                total += int(v)
+            except ValueError:
+                continue
+    return total
 
 
 def _now_ms() -> int:
@@ -309,6 +326,14 @@ class Monitor:
 
     # the retraining process ----------------------------------------------------------
 
+    def retrain_command(self, trigger_id: str) -> list[str]:
+        """The ``wearmon`` arguments of the retraining of ``trigger_id``: the episode's onset
+        (``--since-ms``) tells it where the new data start."""
+        args = ["model", "retrain", "--trigger-id", trigger_id, *self.settings.monitor.retrain_args]
+        if self.state.onset_ms > 0:
+            args += ["--since-ms", str(self.state.onset_ms)]
+        return args
+
     def _start_retraining(self, trigger_id: str) -> None:
         """``wearmon model retrain --trigger-id ID`` in its own, niced process, with this
         monitor's settings (wearmon.processes), output in data_dir/monitor/retrain/ID.log."""
@@ -319,7 +344,7 @@ class Monitor:
         if not m.retrain:
             log.info("retraining %s not started (monitor.retrain is off)", trigger_id)
             return
-        args = ["model", "retrain", "--trigger-id", trigger_id, *m.retrain_args]
+        args = self.retrain_command(trigger_id)
         logfile = Path(self.settings.data_dir) / "monitor" / "retrain" / f"{trigger_id}.log"
         self.proc = processes.start(self.settings, args, logfile, nice=m.retrain_nice)
         log.info(
@@ -385,7 +410,11 @@ class Monitor:
         self.metrics.observe_check(res, now / 1000)
         self._quality()
         self._write_result(res)
-        s = self.feed(Check(now, res.drifted, res.n_windows, res.score))
+        starts = live.batch.window_start_ms
+        oldest = int(starts.min()) if len(starts) else 0
+        s = self.feed(
+            Check(now, res.drifted, res.n_windows, res.score, oldest, labelled_total(self.client))
+        )
         report = self._report(ref, live.batch, res, s.transitions)
         if live.newest_id:
             self.client.set(keys.MONITOR_CURSOR, live.newest_id)
@@ -520,6 +549,17 @@ def status(settings: Any, client: Any, n: int = 5) -> list[str]:
     lines = [f"policy: {st.state.upper()} since {when(st.since_ms) if st.since_ms else 'start'}"]
     if st.trigger_id:
         lines.append(f"  trigger {st.trigger_id}")
+    if st.onset_ms:
+        lines.append(
+            f"  drift onset (oldest window of the first drifted check): {when(st.onset_ms)}"
+        )
+    m = settings.monitor
+    if st.state == "drift" and m.min_labelled > 0 and st.labelled_at_onset >= 0:
+        have = max(0, labelled_total(client) - st.labelled_at_onset)
+        lines.append(
+            f"  labelled windows since the onset: {have} of {m.min_labelled} (retrains then, "
+            f"or {m.label_wait_s:.0f} s after entering DRIFT)"
+        )
     lines.append(
         f"  recent checks drifted: {sum(st.recent)} of {len(st.recent)}; "
         f"retrainings in the last 24 h: {len(st.retrain_starts_ms)}"

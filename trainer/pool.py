@@ -20,9 +20,23 @@ raw windows the stream saw.
   is on (``stream_processor.sinks.raw_windows_key``; entry id ``{window_start_ms}-0``,
   field ``x`` in the :mod:`wearmon.signals.raw` format; bounded, with a TTL).
 
-New labelled data is split in time: the last ``lifecycle.new_holdout_fraction`` of each
-recording (each stream device) is held out for the promotion gate and never trained on;
-training windows end before the split, held-out windows start after it. The manifest names
+**The new data, and what the gate holds out.** A retraining started by the monitor names the
+drift's onset (``since_ms``): stream windows from the onset on are the new data; the earlier
+ones of the same devices are training data only. Of the new data, a share
+``lifecycle.new_holdout_fraction`` is held out for the promotion gate and never trained on:
+
+- whole stream devices, when at least ``lifecycle.holdout_min_devices`` devices have new
+  windows (the first devices in the order of the SHA-256 of their names; every window of a
+  held-out device, before the onset too, stays out of training). A device's windows are one
+  person in one session, strongly alike from window to window: a challenger tested on later
+  windows of devices it trained on is tested on the people and sessions it learnt, and a
+  replay that loops its recordings would hold out windows it trained on. Held-out devices
+  ask what the gate must know: is the challenger better for people it did not train on;
+- else the last part in time of each device (training windows end before the cut,
+  held-out windows start after it); incoming recordings are always split this way.
+
+Stream windows for training are rebuilt at the training hop (more, overlapping windows),
+held-out ones at the stream's hop (the windows the worker classified). The manifest names
 every source with its SHA-256, for the lineage record.
 """
 
@@ -132,6 +146,16 @@ def split_in_time(
     before = np.flatnonzero(ds.start_ms + window_ms <= cut)
     after = np.flatnonzero(ds.start_ms >= cut)
     return ds.subset(before), ds.subset(after)
+
+
+def holdout_devices(names: Sequence[str], fraction: float) -> set[str]:
+    """The held-out devices of ``names``: ``round(fraction * n)`` of them (at least one,
+    never all), the first in the order of the SHA-256 of their names (deterministic, and not
+    the order in which they arrived or sort)."""
+    uniq = sorted(set(names))
+    k = min(len(uniq) - 1, max(1, round(fraction * len(uniq))))
+    ranked = sorted(uniq, key=lambda n: hashlib.sha256(n.encode()).hexdigest())
+    return set(ranked[:k])
 
 
 def label_windows(
@@ -323,6 +347,37 @@ def _split_new(
     return ev_train, tr_train, holdout
 
 
+def _split_stream(
+    ev: WindowDataset | None,
+    tr: WindowDataset | None,
+    since_ms: int | None,
+    fraction: float,
+    window_ms: int,
+    min_devices: int,
+) -> tuple[WindowDataset | None, WindowDataset | None, WindowDataset | None, str]:
+    """(train windows at the eval hop, at the training hop, held out, how) of the stream's
+    labelled windows (module doc): new data from ``since_ms`` on (None: all of it)."""
+    if ev is None or not len(ev):
+        return None, None, None, "none"
+    tr = tr if tr is not None else ev
+    is_new = ev.start_ms >= (since_ms if since_ms is not None else np.iinfo(np.int64).min)
+    new_devices = sorted({str(g) for g in ev.groups[is_new]})
+    if not new_devices:
+        return ev, tr, None, "none"
+    if len(new_devices) >= min_devices:
+        held = sorted(holdout_devices(new_devices, fraction))
+        out_ev, out_tr = np.isin(ev.groups, held), np.isin(tr.groups, held)
+        return (
+            ev.subset(np.flatnonzero(~out_ev)),
+            tr.subset(np.flatnonzero(~out_tr)),
+            ev.subset(np.flatnonzero(out_ev & is_new)),
+            f"devices {','.join(held)}",
+        )
+    times = split_times(ev.subset(np.flatnonzero(is_new)), fraction)
+    ev_train, holdout = split_in_time(ev, times, window_ms)
+    return ev_train, split_in_time(tr, times, window_ms)[0], holdout, "time"
+
+
 def _maybe_concat(parts: Sequence[WindowDataset | None], classes: Sequence[str]) -> Any:
     ps = [p for p in parts if p is not None and len(p)]
     return concat(ps, classes) if ps else None
@@ -337,45 +392,56 @@ def _describe(ds: WindowDataset | None) -> dict[str, Any]:
 def _new_data(
     settings: Settings,
     new_recs: Sequence[Recording],
-    stream: WindowDataset | None,
+    stream: tuple[WindowDataset | None, WindowDataset | None],
     classes: Sequence[str],
     tsig: SignalSettings,
-) -> NewData:
+    since_ms: int | None,
+) -> tuple[NewData, str]:
     sig = settings.signal
+    lc = settings.lifecycle
     window_ms = sig.window * GRID_MS
-    fraction = settings.lifecycle.new_holdout_fraction
     inc = _split_new(
         _windows(new_recs, sig, classes, "incoming"),
         _windows(new_recs, tsig, classes, "incoming") if tsig.hop != sig.hop else None,
-        fraction,
+        lc.new_holdout_fraction,
         window_ms,
     )
-    st = _split_new(stream, None, fraction, window_ms)
-    return NewData(
+    st = _split_stream(
+        *stream, since_ms, lc.new_holdout_fraction, window_ms, lc.holdout_min_devices
+    )
+    new = NewData(
         train_eval=_maybe_concat([inc[0], st[0]], classes),
         train=_maybe_concat([inc[1], st[1]], classes),
         holdout=_maybe_concat([inc[2], st[2]], classes),
     )
+    return new, st[3]
 
 
-def new_stream_windows(settings: Settings, client: Any) -> WindowDataset | None:
-    """Labelled stream windows from ``lifecycle.stream_source``: ``kafka`` (rebuilt from the
+def new_stream_windows(
+    settings: Settings, client: Any, train_hop: int | None = None
+) -> tuple[WindowDataset | None, WindowDataset | None]:
+    """Labelled stream windows from ``lifecycle.stream_source`` at the stream's hop, and at
+    ``train_hop`` where the source can rebuild them (else None): ``kafka`` (rebuilt from the
     samples topic), ``redis`` (``win:raw:{device}``, if a worker keeps them) or ``off``."""
     source = settings.lifecycle.stream_source
     if client is None or source == "off":
-        return None
+        return None, None
     if source == "redis":
-        return stream_windows(client, settings.signal)
-    return kafka_windows(settings, client)
+        return stream_windows(client, settings.signal), None
+    return kafka_window_sets(settings, client, train_hop)
 
 
 def load_new_holdout(
-    settings: Settings, classes: Sequence[str], *, redis_client: Any = None
+    settings: Settings,
+    classes: Sequence[str],
+    *,
+    redis_client: Any = None,
+    since_ms: int | None = None,
 ) -> WindowDataset | None:
     """Only the held-out part of the new labelled data (``wearmon model promote``)."""
     new_recs, _, _ = read_incoming(incoming_dir(settings))
     stream = new_stream_windows(settings, redis_client)
-    return _new_data(settings, new_recs, stream, classes, settings.signal).holdout
+    return _new_data(settings, new_recs, stream, classes, settings.signal, since_ms)[0].holdout
 
 
 def load_pool(
@@ -384,38 +450,40 @@ def load_pool(
     classes: Sequence[str] | None = None,
     train_hop: int | None = None,
     redis_client: Any = None,
+    since_ms: int | None = None,
 ) -> Pool:
     """The training pool (module doc). ``classes``: keep only these (fine-tuning keeps the
     champion's classes); None: every class seen. ``redis_client``: also the labelled stream
-    windows."""
+    windows. ``since_ms``: the drift's onset (stream windows before it train only)."""
     lc = settings.lifecycle
     sig = settings.signal
     tsig = sig.model_copy(update={"hop": int(train_hop)}) if train_hop else sig
     base_recs = load_recordings(lc.base_data)
     folder = incoming_dir(settings)
     new_recs, rows, skipped = read_incoming(folder)
-    stream = new_stream_windows(settings, redis_client)
+    stream = new_stream_windows(settings, redis_client, tsig.hop if train_hop else None)
     if classes is None:
         seen = {lab.label for r in [*base_recs, *new_recs] for lab in r.labels}
-        seen |= set(stream.classes) if stream is not None else set()
+        seen |= set(stream[0].classes) if stream[0] is not None else set()
         classes = sorted(seen)
     base_eval = window_dataset(base_recs, sig, classes=classes, source=lc.base_data)
     base_train = (
         base_eval if tsig.hop == sig.hop else window_dataset(base_recs, tsig, classes=classes)
     )
-    new = _new_data(settings, new_recs, stream, classes, tsig)
+    new, held_by = _new_data(settings, new_recs, stream, classes, tsig, since_ms)
     manifest = {
         "base": {"source": lc.base_data, **_describe(base_eval)},
         "incoming": {"dir": str(folder), "recordings": rows, "skipped": skipped},
-        "stream": _describe(stream),
+        "stream": {**_describe(stream[0]), "since_ms": since_ms, "held_out_by": held_by},
         "new_train": _describe(new.train_eval),
         "new_holdout": _describe(new.holdout),
     }
     log.info(
-        "training pool: %d base windows, %d new for training, %d new held out",
+        "training pool: %d base windows, %d new for training, %d new held out (stream: %s)",
         len(base_eval),
         manifest["new_train"]["n"],
         manifest["new_holdout"]["n"],
+        held_by,
     )
     return Pool(base_eval, base_train, new, manifest)
 
@@ -437,27 +505,35 @@ def labelled_devices(client: Any) -> dict[str, list[LabelSpan]]:
     return out
 
 
-def _windower(signal: SignalSettings, device: str) -> Any:
-    """The worker's windower of a device (stream_processor.processor: same settings)."""
+def _windower(signal: SignalSettings, device: str, hop: int | None = None) -> Any:
+    """The worker's windower of a device (stream_processor.processor: same settings), or
+    one at another ``hop`` (training windows)."""
     from wearmon.signals.stream import IncrementalWindower
     from wearmon.signals.windows import window_phase_ms
 
+    hop = hop or signal.hop
     return IncrementalWindower(
         max_gap_ms=signal.max_gap_ms,
         lateness_ms=signal.lateness_ms,
         window=signal.window,
-        hop=signal.hop,
+        hop=hop,
         device=device,
-        phase_ms=window_phase_ms(device, signal.hop, spread=signal.phase_by_device),
+        phase_ms=window_phase_ms(device, hop, spread=signal.phase_by_device),
     )
 
 
 def read_samples_topic(
-    settings: Settings, devices: set[str], *, lookback_s: float, max_messages: int
-) -> tuple[dict[str, Any], dict[str, int]]:
+    settings: Settings,
+    devices: set[str],
+    *,
+    lookback_s: float,
+    max_messages: int,
+    hops: Sequence[int] = (),
+) -> tuple[dict[int, dict[str, Any]], dict[str, int]]:
     """Replay the samples topic (messages of the last ``lookback_s``, at most
-    ``max_messages``) through the worker's checks and windower for ``devices``; returns
-    ({device: Windows}, counters). Kafka's retention bounds what is there."""
+    ``max_messages``) through the worker's checks and windower for ``devices``, at the
+    stream's hop and at each of ``hops``; returns ({hop: {device: Windows}}, counters).
+    Kafka's retention bounds what is there."""
     import uuid
 
     from confluent_kafka import OFFSET_END, Consumer, KafkaError, KafkaException, TopicPartition
@@ -475,8 +551,9 @@ def read_samples_topic(
     }
     consumer = Consumer(conf)
     counts = {"messages": 0, "kept": 0, "bad": 0}
-    parts: dict[str, list[Any]] = {}
-    windowers: dict[str, Any] = {}
+    all_hops = list(dict.fromkeys([settings.signal.hop, *hops]))
+    parts: dict[tuple[int, str], list[Any]] = {}
+    windowers: dict[tuple[int, str], Any] = {}
     keys = {d.encode() for d in devices}
     try:
         try:
@@ -519,35 +596,68 @@ def read_samples_topic(
             except BadMessage:
                 counts["bad"] += 1
                 continue
-            w = windowers.get(batch.device) or _windower(settings.signal, batch.device)
-            windowers[batch.device] = w
-            parts.setdefault(batch.device, []).append(w.push(batch.sensor, t, xyz))
+            for hop in all_hops:
+                key = (hop, batch.device)
+                w = windowers.get(key) or _windower(settings.signal, batch.device, hop)
+                windowers[key] = w
+                parts.setdefault(key, []).append(w.push(batch.sensor, t, xyz))
             counts["kept"] += 1
     finally:
         consumer.close()
-    out = {}
-    for device, w in windowers.items():
-        got = concat_windows([*parts[device], w.flush()], window=settings.signal.window)
-        out[device] = got
+    out: dict[int, dict[str, Any]] = {hop: {} for hop in all_hops}
+    for (hop, device), w in windowers.items():
+        got = concat_windows([*parts[(hop, device)], w.flush()], window=settings.signal.window)
+        out[hop][device] = got
     return out, counts
 
 
 def kafka_windows(settings: Settings, client: Any) -> WindowDataset | None:
     """The labelled windows of the devices that sent ground truth, rebuilt from the samples
     topic with the worker's own code; one "recording" per device (``new:stream:{device}``)."""
+    return kafka_window_sets(settings, client)[0]
+
+
+def kafka_window_sets(
+    settings: Settings, client: Any, train_hop: int | None = None
+) -> tuple[WindowDataset | None, WindowDataset | None]:
+    """:func:`kafka_windows`, and the same devices' labelled windows at ``train_hop`` (None
+    when not asked for or the stream's own hop), from one read of the topic."""
     lc = settings.lifecycle
     truth = labelled_devices(client)
     if not truth:
-        return None
+        return None, None
+    hop = settings.signal.hop
+    extra = [train_hop] if train_hop and train_hop != hop else []
     wins, counts = read_samples_topic(
         settings,
         set(truth),
         lookback_s=lc.stream_lookback_s,
         max_messages=lc.stream_max_messages,
+        hops=extra,
     )
+    ev = _labelled_stream(settings, wins[hop], truth)
+    log.info(
+        "samples topic: %d messages read, %d of %d labelled devices kept, %d refused; "
+        "%d labelled windows",
+        counts["messages"],
+        counts["kept"],
+        len(truth),
+        counts["bad"],
+        0 if ev is None else len(ev),
+    )
+    return ev, (_labelled_stream(settings, wins[extra[0]], truth) if extra else None)
+
+
+def _labelled_stream(
+    settings: Settings, wins: dict[str, Any], truth: dict[str, list[LabelSpan]]
+) -> WindowDataset | None:
+    """The windows of each device that its ground truth labels (the rule of training
+    windows), one "recording" per device, numbered in the order of ``truth``'s devices."""
     window_ms = settings.signal.window * GRID_MS
+    index_of = {d: i for i, d in enumerate(sorted(truth))}
     xs, labs, groups, starts, recs = [], [], [], [], []
-    for i, device in enumerate(sorted(wins)):
+    for device in sorted(wins):
+        i = index_of[device]
         w = wins[device]
         lab = label_windows(w.start_ms, truth[device], window_ms, settings.signal.label_purity)
         keep = np.asarray([v is not None for v in lab], dtype=bool)
@@ -558,15 +668,6 @@ def kafka_windows(settings: Settings, client: Any) -> WindowDataset | None:
         groups += [f"{NEW_PREFIX}stream:{device}"] * int(keep.sum())
         starts.append(np.asarray(w.start_ms, dtype=np.int64)[keep])
         recs += [i] * int(keep.sum())
-    log.info(
-        "samples topic: %d messages read, %d of %d labelled devices kept, %d refused; "
-        "%d labelled windows",
-        counts["messages"],
-        counts["kept"],
-        len(truth),
-        counts["bad"],
-        len(labs),
-    )
     if not labs:
         return None
     classes = sorted(set(labs))

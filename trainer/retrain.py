@@ -42,6 +42,8 @@ class RetrainOutcome:
     run_id: str | None = None
     started_ms: int = 0
     finished_ms: int = 0
+    #: how the new data's held-out part was chosen ("devices a,b" | "time" | "none")
+    held_out: str = ""
 
     @property
     def exit_code(self) -> int:
@@ -116,17 +118,21 @@ def retrain(
     init_from: str | None = None,
     client: Any = None,
     config_overrides: dict[str, Any] | None = None,
+    since_ms: int | None = None,
 ) -> RetrainOutcome:
     """One retraining (module doc). ``init_from``: ``champion`` | ``none`` (default
     ``lifecycle.init_from``); ``client``: a Redis client (default: from the settings);
-    ``config_overrides``: ModelConfig fields on top of the preset (tests: a tiny model)."""
+    ``config_overrides``: ModelConfig fields on top of the preset (tests: a tiny model);
+    ``since_ms``: the drift's onset (trainer.pool: the new data start there)."""
     _limit_threads(settings.lifecycle.threads)
     own = client is None
     client = reachable(redis_client(settings)) if own else client
     started = _now_ms()
     write_status(client, settings, trigger_id, status="running", started_ms=started, reason="")
     try:
-        out = _retrain(settings, trigger_id, quick, init_from, client, config_overrides or {})
+        out = _retrain(
+            settings, trigger_id, quick, init_from, client, config_overrides or {}, since_ms
+        )
     except WearmonError as exc:
         out = RetrainOutcome(trigger_id, "failed", str(exc))
     except Exception as exc:  # not hidden: the traceback is logged, the status says failed
@@ -146,6 +152,7 @@ def retrain(
         run_id=out.run_id,
         started_ms=out.started_ms,
         finished_ms=out.finished_ms,
+        held_out=out.held_out,
     )
     log.info("retraining %s: %s: %s", trigger_id, out.status, out.reason)
     if own and client is not None:
@@ -167,6 +174,7 @@ def _retrain(
     init_from: str | None,
     client: Any,
     overrides: dict[str, Any],
+    since_ms: int | None,
 ) -> RetrainOutcome:
     from trainer import pool as P
     from trainer import promotion, registry
@@ -187,6 +195,7 @@ def _retrain(
         classes=list(meta["classes"]) if finetune and meta else None,
         train_hop=hop,
         redis_client=client,
+        since_ms=since_ms,
     )
     if not len(pool.base_eval):
         raise WearmonError(
@@ -209,7 +218,13 @@ def _retrain(
             params=_lineage(pool, "", mode, quick),
             scores={},
         )
-        return RetrainOutcome(trigger_id, "refused", reason, champion_version=champ)
+        return RetrainOutcome(
+            trigger_id,
+            "refused",
+            reason,
+            champion_version=champ,
+            held_out=str(pool.manifest["stream"].get("held_out_by", "")),
+        )
     holdout_subj = base_holdout_subjects(meta, pool.base_eval.subjects, preset_opts.config.seed)
     data, split = _training_data(
         pool, holdout_subj, preset_opts.val_fraction, preset_opts.config.seed + 1, Data
@@ -249,6 +264,7 @@ def _retrain(
         challenger_version=res.version,
         champion_version=champ,
         run_id=res.run_id,
+        held_out=str(pool.manifest["stream"].get("held_out_by", "")),
     )
 
 
@@ -284,6 +300,8 @@ def _lineage(pool: Any, run_id: str, mode: str, quick: bool) -> dict[str, Any]:
         ],
         "pool.incoming_skipped": m["incoming"]["skipped"],
         "pool.stream": f"{m['stream']['n']} windows sha256={m['stream'].get('hash', '')}",
+        "pool.stream_since_ms": m["stream"].get("since_ms"),
+        "pool.new_held_out_by": m["stream"].get("held_out_by"),
         "pool.new_train": f"{m['new_train']['n']} windows sha256={m['new_train'].get('hash', '')}",
         "pool.new_holdout": (
             f"{m['new_holdout']['n']} windows sha256={m['new_holdout'].get('hash', '')}"

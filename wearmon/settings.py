@@ -300,8 +300,13 @@ class LifecycleSettings(_Frozen):
     min_gain: float = Field(default=0.01, ge=0.0)
     #: Fewer held-out new labelled windows than this = no labelled new data: refused.
     min_new_windows: int = Field(default=20, ge=1)
-    #: Share of each new labelled recording (its last part in time) held out for the gate.
+    #: Share of the new labelled data held out for the gate: of the stream's devices (whole
+    #: devices, when at least ``holdout_min_devices`` have new windows), else of each
+    #: recording's (device's) last part in time.
     new_holdout_fraction: float = Field(default=0.3, gt=0.0, lt=1.0)
+    #: Hold out whole stream devices from this many devices with new windows on (fewer:
+    #: the last part in time of each device).
+    holdout_min_devices: int = Field(default=3, ge=2)
     #: Labelled recordings dropped here join the training pool (default data_dir/incoming).
     incoming_dir: Path | None = None
     #: Base data set of the pool (a trainer.datasets source spec).
@@ -356,6 +361,11 @@ class MonitorSettings(_Frozen):
     max_retrains_per_day: int = Field(default=3, ge=0)
     #: a retraining running longer is stopped and counted as failed
     retrain_timeout_s: float = Field(default=3 * 3_600.0, gt=0)
+    #: DRIFT waits for this many labelled windows (ground truth the stream joined) since the
+    #: drift's onset before it starts a retraining (0: at once) ...
+    min_labelled: int = Field(default=600, ge=0)
+    #: ... for at most this long; then it retrains anyway (refused without labels)
+    label_wait_s: float = Field(default=1_800.0, ge=0)
     #: start ``wearmon model retrain`` on DRIFT (off: the policy still moves, nothing runs)
     retrain: bool = True
     #: extra arguments of ``wearmon model retrain`` (e.g. ["--quick"])

@@ -90,7 +90,9 @@ def _live(seglearn: Any, subject: str, n: int, gain: float = 1.0) -> np.ndarray:
 
 
 def _settings(stack: Settings, tmp_path: Path, **monitor: Any) -> Settings:
-    m = stack.monitor.model_copy(update={"min_windows": 60, "n_of_m": (2, 3), **monitor})
+    # no ground truth here: DRIFT does not wait for labelled windows unless a test asks
+    base = {"min_windows": 60, "n_of_m": (2, 3), "min_labelled": 0}
+    m = stack.monitor.model_copy(update={**base, **monitor})
     return stack.model_copy(update={"data_dir": tmp_path / "data", "monitor": m})
 
 
@@ -197,7 +199,12 @@ def test_drift_starts_a_real_niced_retraining_and_feeds_its_result_back(
 
     _clean(redis_client)
     m = champion.monitor.model_copy(
-        update={"n_of_m": (1, 1), "min_windows": 50, "retrain_args": ("--quick",)}
+        update={
+            "n_of_m": (1, 1),
+            "min_windows": 50,
+            "retrain_args": ("--quick",),
+            "min_labelled": 0,
+        }
     )
     s = champion.model_copy(update={"monitor": m})
     version = str(registry.alias_version(s))
@@ -265,6 +272,36 @@ def test_the_service_process_checks_serves_metrics_and_reports_status(
         [*cmd, "status"], env=env, capture_output=True, text=True, timeout=60, check=True
     ).stdout
     assert "policy: OK" in words and "last 1 checks:" in words and "ok     score" in words
+
+
+def test_drift_waits_for_labelled_windows_then_retrains_from_the_onset(
+    stack: Settings, redis_client: Any, tmp_path: Path, seglearn: Any, reference: FixedReference
+) -> None:
+    """The labelled count is the stream's own ``acc:live`` totals; the retraining gets the
+    onset (the oldest window of the first drifted check) as ``--since-ms``."""
+    from stream_processor.sinks import ACCURACY_KEY
+
+    _clean(redis_client)
+    redis_client.delete(ACCURACY_KEY)
+    redis_client.hset(ACCURACY_KEY, mapping={"3:total": 40, "3:correct": 30})
+    s = _settings(stack, tmp_path, retrain=False, min_labelled=100, label_wait_s=3600)
+    mon = Monitor(s, redis_client, MonitorMetrics(), references=reference)  # type: ignore[arg-type]
+    _push(redis_client, _live(seglearn, "10", 100, gain=1.5), "dev-a", 5_000_000)
+    assert [t.to_state for t in mon.check_once().transitions] == [SUSPECT]
+    assert (mon.state.onset_ms, mon.state.labelled_at_onset) == (5_000_000, 40)
+    _push(redis_client, _live(seglearn, "10", 100, gain=1.5), "dev-b", 6_000_000)
+    out = mon.check_once()
+    assert [t.to_state for t in out.transitions] == [DRIFT]  # 0 labelled since: it waits
+    words = "\n".join(status(s, redis_client))
+    assert "labelled windows since the onset: 0 of 100" in words, words
+    redis_client.hincrby(ACCURACY_KEY, "3:total", 60)  # the stream scored 60 more
+    redis_client.hincrby(ACCURACY_KEY, "4:total", 40)  # ... and 40 of another version
+    _push(redis_client, _live(seglearn, "10", 100, gain=1.5), "dev-c", 7_000_000)
+    out = mon.check_once()
+    assert [t.to_state for t in out.transitions] == [RETRAINING], describe(out)
+    assert "100 labelled windows since the onset" in out.transitions[0].reason
+    assert mon.retrain_command(mon.state.trigger_id)[-2:] == ["--since-ms", "5000000"]
+    redis_client.delete(ACCURACY_KEY)
 
 
 def test_undecodable_live_entries_are_skipped_and_counted(redis_client: Any, seglearn: Any) -> None:

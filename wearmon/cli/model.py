@@ -238,6 +238,12 @@ def retrain_cmd(
         help="champion (fine-tune) | none (from scratch) | auto (default: fine-tune when "
         "--quick, else from scratch; lifecycle.init_from)",
     ),
+    since_ms: int = typer.Option(
+        None,
+        "--since-ms",
+        help="The drift's onset (epoch ms; the monitor passes it): stream windows from it on "
+        "are the new data, earlier ones train only.",
+    ),
 ) -> None:
     """Train a challenger from the training pool and gate it (what the monitor runs).
 
@@ -247,7 +253,7 @@ def retrain_cmd(
     settings = settings_of(ctx)
     if init_from not in (None, "auto", "champion", "none"):
         raise typer.BadParameter("--init-from must be auto, champion or none")
-    out = retrain(settings, trigger_id, quick=quick, init_from=init_from)
+    out = retrain(settings, trigger_id, quick=quick, init_from=init_from, since_ms=since_ms)
     typer.echo(
         f"retraining {trigger_id}: {out.status}: {out.reason}"
         + (f" (challenger {out.challenger_version})" if out.challenger_version else "")

@@ -176,3 +176,85 @@ def test_a_bad_stored_state_is_a_one_line_error(text: str) -> None:
 def test_n_of_m_must_be_sane() -> None:
     with pytest.raises(MonitorError, match="n_of_m"):
         PolicyConfig(n_of_m=(3, 2))
+
+
+# --- waiting for labels of the drifted data ------------------------------------------------
+
+LCFG = PolicyConfig(
+    n_of_m=(2, 3),
+    min_windows=10,
+    cooldown_s=60,
+    max_retrains_per_day=2,
+    retrain_timeout_s=600,
+    min_labelled=100,
+    label_wait_s=300,
+)
+
+
+def lcheck(at_s: float, drifted: bool, labelled: int, oldest_s: float = 0.0) -> Check:
+    return Check(
+        at_ms=int(at_s * S),
+        drifted=drifted,
+        n_windows=50,
+        score=2.0 if drifted else 0.1,
+        oldest_ms=int(oldest_s * S),
+        labelled=labelled,
+    )
+
+
+def test_the_onset_is_the_oldest_window_of_the_check_that_left_ok() -> None:
+    st = step(PolicyState(), lcheck(10, True, 500, oldest_s=4), LCFG).state
+    assert (st.state, st.onset_ms, st.labelled_at_onset) == (SUSPECT, 4000, 500)
+    st = step(st, lcheck(20, True, 540, oldest_s=14), LCFG).state  # DRIFT: onset kept
+    assert (st.state, st.onset_ms, st.labelled_at_onset) == (DRIFT, 4000, 500)
+    st = step(st, lcheck(30, False, 560), LCFG).state
+    st = step(st, lcheck(40, False, 580), LCFG).state
+    st = step(st, lcheck(50, False, 600), LCFG).state
+    assert (st.state, st.onset_ms, st.labelled_at_onset) == (OK, 0, -1)
+
+
+def test_drift_waits_for_labelled_windows_since_the_onset() -> None:
+    st = step(PolicyState(), lcheck(10, True, 500, oldest_s=4), LCFG).state
+    s = step(st, lcheck(20, True, 560), LCFG)
+    assert s.state.state == DRIFT and s.action is None  # 60 labelled since the onset
+    s = step(s.state, lcheck(30, True, 599), LCFG)
+    assert s.state.state == DRIFT and s.action is None and s.transitions == []
+    s = step(s.state, lcheck(40, True, 600), LCFG)  # 100 since the onset
+    assert s.state.state == RETRAINING and s.action == "retrain"
+    assert "100 labelled windows since the onset" in s.transitions[-1].reason
+    assert s.state.onset_ms == 4000
+
+
+def test_drift_retrains_after_the_wait_without_labels() -> None:
+    st = step(PolicyState(), lcheck(10, True, 0), LCFG).state
+    st = step(st, lcheck(20, True, 0), LCFG).state
+    assert st.state == DRIFT
+    s = step(st, lcheck(319, True, 0), LCFG)
+    assert s.state.state == DRIFT and s.action is None  # 299 s in DRIFT
+    s = step(s.state, lcheck(320, True, 0), LCFG)
+    assert s.action == "retrain"
+    assert "after waiting 300 s for labels (0 of 100" in s.transitions[-1].reason
+
+
+def test_an_unknown_label_count_waits_the_whole_wait() -> None:
+    st = step(PolicyState(), lcheck(10, True, -1), LCFG).state
+    st = step(st, lcheck(20, True, -1), LCFG).state
+    assert step(st, lcheck(300, True, 10_000), LCFG).action is None  # no count at the onset
+    s = step(st, lcheck(320, True, 10_000), LCFG)
+    assert s.action == "retrain" and "unknown of 100" in s.transitions[-1].reason
+
+
+def test_drift_that_ends_while_waiting_goes_back_to_ok() -> None:
+    st = step(PolicyState(), lcheck(10, True, 0), LCFG).state
+    st = step(st, lcheck(20, True, 0), LCFG).state
+    for t in (30, 40, 50):
+        st = step(st, lcheck(t, False, 0), LCFG).state
+    assert st.state == OK and st.retrain_starts_ms == ()
+
+
+def test_the_onset_survives_the_json_round_trip() -> None:
+    st = step(PolicyState(), lcheck(10, True, 7, oldest_s=3), LCFG).state
+    assert PolicyState.from_json(st.to_json()) == st
+    assert PolicyState.from_json(PolicyState().to_json().replace('"onset_ms": 0, ', "")) == (
+        PolicyState()
+    )

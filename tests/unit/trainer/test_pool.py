@@ -111,3 +111,62 @@ def test_concat_maps_classes_and_drops_unknown(tmp_path: Path) -> None:
     )
     assert [out.classes[i] for i in out.y] == ["a", "b", "b"]
     assert out.groups.tolist() == ["s1", "s1", "s2"] and out.recording.tolist() == [0, 0, 1]
+
+
+def _stream_ds(devices: int, per_device: int, hop_ms: int = 2000) -> P.WindowDataset:
+    """Synthetic labelled stream windows: device d's windows start at d*1e6 + k*hop_ms."""
+    n = devices * per_device
+    starts = np.concatenate(
+        [1_000_000 * d + hop_ms * np.arange(per_device) for d in range(devices)]
+    )
+    return P.WindowDataset(
+        x=np.zeros((n, 200, 6), dtype=np.float32),
+        y=np.zeros(n, dtype=np.int64),
+        classes=["a"],
+        groups=np.asarray(
+            [f"new:stream:dev{d}" for d in range(devices) for _ in range(per_device)]
+        ),
+        start_ms=starts.astype(np.int64),
+        recording=np.repeat(np.arange(devices), per_device).astype(np.int64),
+    )
+
+
+def test_holdout_devices_are_a_stable_share_never_all() -> None:
+    names = [f"dev{i}" for i in range(12)]
+    held = P.holdout_devices(names, 0.3)
+    assert len(held) == 4 and held <= set(names)
+    assert P.holdout_devices(list(reversed(names)), 0.3) == held  # not the order given
+    assert held != set(sorted(names)[:4])  # not the sort order either (hash order)
+    assert len(P.holdout_devices(["a", "b"], 0.9)) == 1  # at least one device trains
+    assert len(P.holdout_devices(["a", "b", "c"], 0.01)) == 1  # at least one is held out
+
+
+def test_stream_split_holds_out_whole_devices_from_the_onset_on() -> None:
+    ds = _stream_ds(devices=6, per_device=50)
+    tr = _stream_ds(devices=6, per_device=100, hop_ms=1000)  # the training hop
+    onset = 1_000_000 * 2 + 60_000  # devices 2-5 have new windows (2: 20 of its 50)
+    ev_train, tr_train, held, how = P._split_stream(ds, tr, onset, 0.3, WINDOW_MS, 3)
+    assert ev_train is not None and tr_train is not None and held is not None
+    out = sorted({str(g) for g in held.groups})
+    assert how == "devices " + ",".join(out) and len(out) == 1  # round(0.3 * 4)
+    assert set(out) <= {f"new:stream:dev{d}" for d in (2, 3, 4, 5)}
+    ds_all = P._split_stream(ds, tr, 0, 0.3, WINDOW_MS, 3)  # every device new
+    assert ds_all[3].startswith("devices ") and ds_all[3].count(",") == 1  # 2 of 6 held out
+    assert not set(out) & {str(g) for g in ev_train.groups}  # never trained on, before the
+    assert not set(out) & {str(g) for g in tr_train.groups}  # onset neither
+    assert (held.start_ms >= onset).all()
+    assert len(ev_train) + int(np.isin(ds.groups, out).sum()) == len(ds)
+
+
+def test_stream_split_before_the_onset_trains_only() -> None:
+    ds = _stream_ds(devices=1, per_device=100)  # 200 s of one device
+    onset = 100_000
+    ev_train, _, held, how = P._split_stream(ds, None, onset, 0.3, WINDOW_MS, 3)
+    assert how == "time" and held is not None and ev_train is not None
+    assert (held.start_ms >= onset).all()
+    assert len(held) == round(0.3 * 50)  # 30 % of the 50 windows from the onset on
+    assert (ev_train.start_ms + WINDOW_MS <= held.start_ms.min()).all()
+    assert int((ev_train.start_ms < onset).sum()) == 50  # every earlier window trains
+    # no window from the onset on: nothing held out, everything trains
+    ev2, _, held2, how2 = P._split_stream(ds, None, 10**12, 0.3, WINDOW_MS, 3)
+    assert held2 is None and how2 == "none" and ev2 is not None and len(ev2) == len(ds)

@@ -122,6 +122,7 @@ class ScoredWindow:
     start_ms: int
     correct: bool
     model_version: str
+    device: str = ""
 
 
 @dataclass
@@ -141,6 +142,8 @@ class ScenarioResult:
     alarms_per_device_hour: float = 0.0
     retrainings: int = 0
     wall_s: float = 0.0
+    #: samples the replay sent
+    samples: int = 0
 
 
 def detection(
@@ -183,21 +186,45 @@ def accuracy_phases(
     onset_ms: int | None,
     base_version: str,
     promoted_version: str | None,
+    held_out: Iterable[str] = (),
 ) -> dict[str, float]:
     """Live accuracy before the onset, during the drift (served by the base champion) and
-    after a promotion (windows served by the promoted version); NaN where a phase is empty."""
-    phases: dict[str, list[bool]] = {"before": [], "during": [], "after": []}
+    after a promotion (windows served by the promoted version); NaN where a phase is empty.
+    ``held_out``: the devices the retraining held out (never trained on): their windows
+    also make the phases ``*_held_out`` (before and after are then the same people)."""
+    held = set(held_out)
+    names = ("before", "during", "after")
+    phases: dict[str, list[bool]] = {k: [] for k in (*names, *(f"{n}_held_out" for n in names))}
+
+    def add(phase: str, w: ScoredWindow) -> None:
+        phases[phase].append(w.correct)
+        if w.device in held:
+            phases[f"{phase}_held_out"].append(w.correct)
+
     for w in windows:
         if promoted_version is not None and w.model_version == promoted_version:
-            phases["after"].append(w.correct)
+            add("after", w)
         elif w.model_version != base_version:
             continue
         elif onset_ms is None or w.start_ms < onset_ms:
-            phases["before"].append(w.correct)
+            add("before", w)
         else:
-            phases["during"].append(w.correct)
+            add("during", w)
     out = {k: (sum(v) / len(v) if v else math.nan) for k, v in phases.items()}
     out.update({f"n_{k}": float(len(v)) for k, v in phases.items()})
+    return out
+
+
+def interleave_subjects(recordings: Sequence[Any]) -> list[Any]:
+    """Recordings reordered so that dealing them round-robin to a multiple of the subject
+    count of devices (producers.devices.playlists) gives every device one subject: the
+    first of each subject, then the second of each, ... (a watch is one person's)."""
+    by: dict[str, list[Any]] = {}
+    for r in recordings:
+        by.setdefault(str(r.subject), []).append(r)
+    out: list[Any] = []
+    for k in range(max((len(v) for v in by.values()), default=0)):
+        out += [v[k] for v in by.values() if k < len(v)]
     return out
 
 
@@ -232,7 +259,14 @@ def markdown_table(results: Sequence[ScenarioResult]) -> str:
             f"| {r.windows} | {_fmt(r.first_drifted_s)} | {_fmt(r.detected_s)} "
             f"| {r.alarms} ({_fmt(r.alarms_per_device_hour, '.3f')}) | {r.retrainings} "
             f"| {gate.replace('|', '/')} "
-            f"| {_pct(acc.get('before'))} / {_pct(acc.get('during'))} / {_pct(acc.get('after'))} |"
+            f"| {_pct(acc.get('before'))} / {_pct(acc.get('during'))} / {_pct(acc.get('after'))}"
+            + (
+                f" (held-out devices: {_pct(acc.get('before_held_out'))} / "
+                f"{_pct(acc.get('during_held_out'))} / {_pct(acc.get('after_held_out'))})"
+                if acc.get("n_after_held_out")
+                else ""
+            )
+            + " |"
         )
     return head + "\n".join(rows) + "\n"
 
@@ -253,6 +287,14 @@ def rolling_accuracy(
     return [(k + 0.5) * bin_s / 60.0 for k in keys], [sum(bins[k]) / len(bins[k]) for k in keys]
 
 
+def timeline_checks(result: ScenarioResult) -> list[CheckRecord]:
+    """The checks a timeline shows, in device time: a check before any live window saw none
+    (``newest_window_ms`` 0) and is left out (it would put the axis at 1970)."""
+    return sorted(
+        (c for c in result.checks if c.newest_window_ms > 0), key=lambda c: c.newest_window_ms
+    )
+
+
 def plot_timeline(result: ScenarioResult, windows: Sequence[ScoredWindow], path: Any) -> Any:
     """Live accuracy, drift score, policy state and model version over device time (PNG)."""
     import matplotlib
@@ -260,7 +302,7 @@ def plot_timeline(result: ScenarioResult, windows: Sequence[ScoredWindow], path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    checks = sorted(result.checks, key=lambda c: c.newest_window_ms)
+    checks = timeline_checks(result)
     t0 = min([w.start_ms for w in windows] + [c.newest_window_ms for c in checks] or [0])
 
     def minutes(ms: int) -> float:
@@ -325,7 +367,8 @@ def scored_windows(client: Any, devices: Sequence[str]) -> list[ScoredWindow]:
             if verdict is None:
                 continue
             fields = {_s(k): _s(v) for k, v in raw.items()}
-            out.append(ScoredWindow(int(ws), verdict == "1", fields.get("model_version", "")))
+            version = fields.get("model_version", "")
+            out.append(ScoredWindow(int(ws), verdict == "1", version, d))
     out.sort(key=lambda w: w.start_ms)
     return out
 

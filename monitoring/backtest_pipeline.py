@@ -11,6 +11,7 @@ import logging
 import math
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from monitoring.backtest import (
     count_alarms,
     detection,
     drive,
+    interleave_subjects,
     markdown_table,
     plot_timeline,
     scored_windows,
@@ -53,17 +55,27 @@ class BacktestConfig:
     epochs: int = 8
     #: use this registered version as the base champion instead of training one
     champion: str | None = None
+    #: extra ``wearmon train`` arguments of the base champion (e.g. ("--preset", "accurate"))
+    train_args: tuple[str, ...] = ()
+    #: ``wearmon model retrain`` arguments (default: a full retraining)
+    retrain_args: tuple[str, ...] = ()
     #: policy and gate settings of the monitor during the backtest (device time)
-    cooldown_s: float = 1800.0
+    cooldown_s: float = 900.0
     min_windows: int = 100
+    #: DRIFT waits for this many labelled windows since the onset, at most label_wait_s
+    min_labelled: int = 600
+    label_wait_s: float = 300.0
 
 
 class Pipeline:
     """The stack, the base champion and one worker, for all scenarios (a context manager)."""
 
-    def __init__(self, settings: Settings, cfg: BacktestConfig) -> None:
+    def __init__(
+        self, settings: Settings, cfg: BacktestConfig, *, keep_stack: bool = False
+    ) -> None:
         self.settings = settings
         self.cfg = cfg
+        self.keep_stack = keep_stack
         self.worker: Any = None
         self.base_version = ""
         self._stack: Any = None
@@ -90,8 +102,13 @@ class Pipeline:
     def __exit__(self, *exc: Any) -> None:
         if self.worker is not None:
             processes.stop(self.worker)
-        if self._stack is not None:
+        if self._stack is not None and not self.keep_stack:
             self._stack.down()
+
+    @property
+    def stack(self) -> Any:
+        """The running LocalStack."""
+        return self._stack
 
     def _train_base(self) -> str:
         """The base champion: the one an earlier run in the same folder trained, else a new
@@ -110,10 +127,11 @@ class Pipeline:
     def _train_new(self) -> str:
         from trainer import registry
 
-        # one test subject, no validation subjects: six of the seven base subjects form the
-        # reference profile and its calibration (between-person variation needs people)
+        # two test subjects (the gate's held-out base windows: one subject's 270 windows made
+        # a 1-point margin a matter of 3 windows), no validation subjects: five people form
+        # the reference profile and its calibration (between-person variation needs people)
         args = ["train", "--subjects", ",".join(BASE_SUBJECTS), "--epochs", str(self.cfg.epochs),
-                "--test-fraction", "0.15", "--val-fraction", "0"]  # fmt: skip
+                "--test-fraction", "0.3", "--val-fraction", "0", *self.cfg.train_args]  # fmt: skip
         log.info("training the base champion on subjects %s", ",".join(BASE_SUBJECTS))
         logfile = self.cfg.out_dir / "logs" / "train.log"
         if processes.start(self.settings, args, logfile).wait() != 0:
@@ -184,9 +202,11 @@ def _monitor_settings(base: Settings, sc: Scenario, cfg: BacktestConfig) -> Sett
             "min_windows": cfg.min_windows,
             "cooldown_s": cfg.cooldown_s,
             "retrain": sc.retrain,
-            # a full retraining (from scratch): a quick fine-tune on axis-swapped windows was
-            # refused for losing 10 points on the base data (0.756 vs 0.852)
-            "retrain_args": (),
+            "min_labelled": cfg.min_labelled,
+            "label_wait_s": cfg.label_wait_s,
+            # by default a full retraining (from scratch): a quick fine-tune on axis-swapped
+            # windows was refused for losing 10 points on the base data (0.756 vs 0.852)
+            "retrain_args": cfg.retrain_args,
         }
     )
     # the retraining's base data are the base champion's subjects: the replayed people
@@ -195,8 +215,21 @@ def _monitor_settings(base: Settings, sc: Scenario, cfg: BacktestConfig) -> Sett
     return base.model_copy(update={"monitor": m, "lifecycle": lc})
 
 
-def run_scenario(pipe: Pipeline, sc: Scenario, index: int) -> tuple[ScenarioResult, list[Any]]:
-    """Replay one scenario beside the monitor; measure it (see monitoring.backtest)."""
+def run_scenario(
+    pipe: Pipeline,
+    sc: Scenario,
+    index: int,
+    *,
+    recordings: list[Any] | None = None,
+    metrics: Any = None,
+    on_check: Callable[[CheckRecord, Any], None] | None = None,
+    onset_out: list[int] | None = None,
+) -> tuple[ScenarioResult, list[Any]]:
+    """Replay one scenario beside the monitor; measure it (see monitoring.backtest).
+    ``recordings``: what the watches play (default: the seglearn subjects the champion never
+    saw); ``metrics``: the monitor's MonitorMetrics (to serve them); ``on_check(record,
+    monitor)`` after every check (progress); ``onset_out[0]`` is set to the onset (device
+    time, ms) once the replay's clock is known."""
     from monitoring.service import Monitor
     from producers import ReplayConfig, device_ids, load_seglearn, replay
     from producers.engine import live_start_ms
@@ -225,18 +258,19 @@ def run_scenario(pipe: Pipeline, sc: Scenario, index: int) -> tuple[ScenarioResu
     def device_clock() -> int:
         return anchor + int(min(sc.device_s, (time.monotonic() - t0) * cfg.speed) * 1000)
 
-    mon = Monitor(settings, client, clock=device_clock)
+    mon = Monitor(settings, client, metrics, clock=device_clock)
     stop = threading.Event()
     stats: dict[str, Any] = {}
 
     def run_replay() -> None:
-        stats["replay"] = replay(
-            settings, load_seglearn(list(UNSEEN_SUBJECTS)), rc, stop=stop, anchor_ms=anchor
-        )
+        recs = interleave_subjects(recordings or load_seglearn(list(UNSEEN_SUBJECTS)))
+        stats["replay"] = replay(settings, recs, rc, stop=stop, anchor_ms=anchor)
 
     thread = threading.Thread(target=run_replay, name="backtest-replay", daemon=True)
     thread.start()
     onset = None if sc.drift is None else anchor + int(sc.onset_s * 1000)
+    if onset_out is not None:
+        onset_out[0] = onset or anchor
     retrain_ended_ms: list[float] = []  # device time the closed loop's retraining ended
     replay_ended: list[float] = []  # wall time (monotonic) the replay ended
 
@@ -247,21 +281,30 @@ def run_scenario(pipe: Pipeline, sc: Scenario, index: int) -> tuple[ScenarioResu
             replay_ended.append(time.monotonic())
         return time.monotonic() - replay_ended[0] > 3.0 * cfg.check_every_s / cfg.speed + 2.0
 
-    checks = drive(
-        mon.check_once,
-        device_clock,
-        lambda: _newest_window_ms(client),
-        interval_wall_s=cfg.check_every_s / cfg.speed,
-        done=done,
-        state=lambda: mon.state.state,
-        version=lambda: _champion(pipe.settings),
-        on_check=lambda r: log.debug("check %s", r),
-    )
-    stop.set()
-    thread.join(timeout=60)
-    mon.stop_retraining()
+    def checked(r: CheckRecord) -> None:
+        log.debug("check %s", r)
+        if on_check is not None:
+            on_check(r, mon)
+
+    try:
+        checks = drive(
+            mon.check_once,
+            device_clock,
+            lambda: _newest_window_ms(client),
+            interval_wall_s=cfg.check_every_s / cfg.speed,
+            done=done,
+            state=lambda: mon.state.state,
+            version=lambda: _champion(pipe.settings),
+            on_check=checked,
+        )
+    finally:  # also on Ctrl-C: the replay and a running retraining stop
+        stop.set()
+        thread.join(timeout=60)
+        mon.stop_retraining()
     result = _measure(pipe, sc, client, devices, checks, log_start, onset, rc)
     result.wall_s = time.monotonic() - t0
+    st = stats.get("replay")
+    result.samples = int(st.samples) if st is not None else 0
     return result, scored_windows(client, devices)
 
 
@@ -323,7 +366,9 @@ def _measure(
         checks=checks,
         transitions=transitions,
         retrain=retrain,
-        accuracy=accuracy_phases(windows, onset, pipe.base_version, promoted),
+        accuracy=accuracy_phases(
+            windows, onset, pipe.base_version, promoted, held_out_devices(retrain)
+        ),
         windows=len(windows),
         first_drifted_s=first,
         detected_s=detected,
@@ -331,6 +376,17 @@ def _measure(
         alarms_per_device_hour=alarms_per_device_hour(alarms, clean_h),
         retrainings=len(triggers),
     )
+
+
+def held_out_devices(retrain: dict[str, str]) -> list[str]:
+    """The stream devices a retraining held out (its ``held_out``: "devices new:stream:a,...")."""
+    from trainer.pool import NEW_PREFIX
+
+    how = retrain.get("held_out", "")
+    if not how.startswith("devices "):
+        return []
+    prefix = f"{NEW_PREFIX}stream:"
+    return [n[len(prefix) :] for n in how[len("devices ") :].split(",") if n.startswith(prefix)]
 
 
 def _windows_written(client: Any, devices: list[str], before_ms: int | None = None) -> int:

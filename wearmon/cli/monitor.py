@@ -101,6 +101,13 @@ def backtest_cmd(
         "earlier run in --out trained, else train one on seglearn subjects 1-7).",
     ),
     epochs: int = typer.Option(8, "--epochs", help="Epochs of the base champion."),
+    cooldown: float = typer.Option(900.0, "--cooldown", help="Policy cooldown (device-s)."),
+    min_labelled: int = typer.Option(
+        600, "--min-labelled", help="Labelled windows since the onset DRIFT waits for."
+    ),
+    label_wait: float = typer.Option(
+        300.0, "--label-wait", help="... for at most this many device-seconds."
+    ),
 ) -> None:
     """Replay drift scenarios through the real pipeline (its own stack on free ports, a
     worker, the monitor driven check by check) and measure detection delay, false alarms,
@@ -123,6 +130,9 @@ def backtest_cmd(
         check_every_s=check_every,
         epochs=epochs,
         champion=champion or None,
+        cooldown_s=cooldown,
+        min_labelled=min_labelled,
+        label_wait_s=label_wait,
     )
     run_backtest(isolated_settings(cfg.out_dir, settings), cfg)
     typer.echo((cfg.out_dir / "backtest.md").read_text())

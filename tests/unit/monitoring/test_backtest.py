@@ -15,9 +15,11 @@ from monitoring.backtest import (
     alarms_per_device_hour,
     count_alarms,
     detection,
+    interleave_subjects,
     markdown_table,
     plot_timeline,
     rolling_accuracy,
+    timeline_checks,
 )
 
 ONSET = 1_000_000
@@ -75,6 +77,35 @@ def test_accuracy_phases_split_by_onset_and_by_the_promoted_version() -> None:
     assert clean["before"] == 0.5 and math.isnan(clean["after"])
 
 
+def test_accuracy_phases_of_the_held_out_devices() -> None:
+    w = [
+        ScoredWindow(ONSET - 2000, True, "1", "a"),
+        ScoredWindow(ONSET - 2000, False, "1", "b"),
+        ScoredWindow(ONSET + 2000, False, "1", "a"),
+        ScoredWindow(ONSET + 4000, True, "2", "a"),
+        ScoredWindow(ONSET + 4000, False, "2", "b"),
+        ScoredWindow(ONSET + 6000, True, "2", "b"),
+    ]
+    acc = accuracy_phases(w, ONSET, "1", "2", held_out=["a"])
+    assert (acc["before"], acc["after"]) == (0.5, 2 / 3)
+    assert (acc["before_held_out"], acc["during_held_out"], acc["after_held_out"]) == (1, 0, 1)
+    assert (acc["n_before_held_out"], acc["n_after_held_out"]) == (1, 1)
+    assert math.isnan(accuracy_phases(w, ONSET, "1", "2")["after_held_out"])
+
+
+def test_interleaved_recordings_give_every_device_one_subject() -> None:
+    from types import SimpleNamespace
+
+    from producers.devices import playlists
+
+    recs = [SimpleNamespace(subject=s, i=i) for s in ("8", "9", "10") for i in range(14)]
+    for n_devices in (3, 6, 12):
+        lists = playlists(interleave_subjects(recs), n_devices)
+        assert all(len({r.subject for r in pl}) == 1 for pl in lists)
+        played = [(r.subject, r.i) for pl in lists for r in pl]
+        assert sorted(played) == sorted((r.subject, r.i) for r in recs)  # each once
+
+
 def test_rolling_accuracy_bins_device_time() -> None:
     w = [
         ScoredWindow(0, True, "1"),
@@ -122,3 +153,11 @@ def test_timeline_png_is_written(tmp_path: Path) -> None:
     out = plot_timeline(_result(), windows, tmp_path / "t.png")
     data = Path(out).read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000
+
+
+def test_a_check_before_any_window_is_not_on_the_timeline() -> None:
+    res = _result()
+    res.checks = [CheckRecord(ONSET - 9000, 0, math.nan, False, "ok", 0, "1"), *res.checks]
+    shown = timeline_checks(res)
+    assert shown and all(c.newest_window_ms > 0 for c in shown)
+    assert len(shown) == len(res.checks) - 1

@@ -34,7 +34,6 @@ Redis layout (``device`` is the pseudonymous device id; TTL: redis.history_ttl_s
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -139,10 +138,11 @@ class Bucket:
         return Bucket(self.start_ms, {**self.ms, activity: self.ms.get(activity, 0) + ms})
 
     def member(self) -> str:
-        """The member of ``act:hour``/``act:day``: JSON ``{"t": start, activity: minutes}``."""
-        row: dict[str, Any] = {"t": self.start_ms}
-        row.update({a: round(v / 60_000, 3) for a, v in sorted(self.ms.items())})
-        return json.dumps(row, sort_keys=True)
+        """The member of ``act:hour``/``act:day``: JSON ``{"t": start, activity: minutes}``
+        (keys sorted, so the same totals give the same member)."""
+        row: dict[str, Any] = {a: round(v / 60_000, 3) for a, v in self.ms.items()}
+        row["t"] = self.start_ms
+        return msgspec.json.encode(row, order="sorted").decode()
 
 
 #: the open episode: start, end, activity, sum of confidences (millionths), windows
@@ -200,6 +200,8 @@ class Step:
     closed: list[Episode]
     hours: list[Bucket]
     days: list[Bucket]
+    #: the step started an hour (then the buckets past the TTL are trimmed)
+    new_hour: bool = False
 
 
 def advance(
@@ -224,7 +226,14 @@ def advance(
         if o is not None:
             closed.append(_episode(o))
         o = (w.start_ms, w.end_ms, w.activity, c, 1)
-    return Step(TrackerState(o, last, hour, day), closed, list(hours.values()), list(days.values()))
+    new_hour = bool(hours) and (state.hour is None or set(hours) != {state.hour.start_ms})
+    return Step(
+        TrackerState(o, last, hour, day),
+        closed,
+        list(hours.values()),
+        list(days.values()),
+        new_hour,
+    )
 
 
 def _count(bucket: Bucket | None, size: int, w: Window, hop_ms: int, missing: int) -> Bucket:
@@ -353,6 +362,8 @@ class EpisodeWrite:
     open: Episode | None
     hours: list[Bucket]
     days: list[Bucket]
+    #: a new hour started: the buckets past the TTL are trimmed
+    new_hour: bool = False
 
 
 def write_of(device: str, step: Step) -> EpisodeWrite | None:
@@ -360,5 +371,11 @@ def write_of(device: str, step: Step) -> EpisodeWrite | None:
     if step.state.last_start is None or not step.hours:
         return None
     return EpisodeWrite(
-        device, step.state.last_start, step.closed, step.state.open_episode, step.hours, step.days
+        device,
+        step.state.last_start,
+        step.closed,
+        step.state.open_episode,
+        step.hours,
+        step.days,
+        step.new_hour,
     )

@@ -143,7 +143,9 @@ end
 # device, window_start, window_end, label, confidence, probs, model_version, processed_ms,
 # latency_ms, features_json ('' = none), raw window bytes ('' = none); then per episode
 # device: through_ms, n_closed, has_open (0/1), n_hours, n_days, the oldest hour and day
-# bucket start kept, EPISODE_FIELDS values per closed episode and for the open one,
+# bucket start kept ('' = neither trim nor TTL refresh of ep:open and act:*: they are sent
+# when a new hour starts, and always with a TTL under a day), EPISODE_FIELDS values per
+# closed episode and for the open one,
 # (bucket start, member) per hour and per day; then
 # per checkpoint: offset, ttl_s, n_states, n_retired, n_states field/state pairs, n_retired
 # fields to delete.
@@ -243,8 +245,10 @@ local function buckets(key, q, nb, keep)
     redis.call('ZREMRANGEBYSCORE', key, t, t)
     redis.call('ZADD', key, t, ARGV[q + 2 * j + 1])
   end
-  redis.call('ZREMRANGEBYSCORE', key, '-inf', '(' .. keep)
-  redis.call('EXPIRE', key, ttl)
+  if keep ~= '' then
+    redis.call('ZREMRANGEBYSCORE', key, '-inf', '(' .. keep)
+    redis.call('EXPIRE', key, ttl)
+  end
 end
 for e = 0, ne - 1 do
   local kb = 2 + 5 * n + 4 * e
@@ -256,22 +260,27 @@ for e = 0, ne - 1 do
   local q = a + 7
   local prev = redis.call('HGET', keo, 'through_ms')
   if not prev or tonumber(prev) <= tonumber(through) then
-    local top = redis.call('XREVRANGE', keh, '+', '-', 'COUNT', 1)
-    local last = -1
-    if top[1] then last = tonumber(string.match(top[1][1], '^(%d+)')) end
-    for c = 0, ncl - 1 do
-      local s0 = ARGV[q + 5 * c]
-      if tonumber(s0) > last then
-        redis.call('XADD', keh, 'MAXLEN', '~', hmax, s0 .. '-0', unpack(epfields(q + 5 * c)))
-        last = tonumber(s0)
+    if ncl > 0 then
+      local top = redis.call('XREVRANGE', keh, '+', '-', 'COUNT', 1)
+      local last = -1
+      if top[1] then last = tonumber(string.match(top[1][1], '^(%d+)')) end
+      for c = 0, ncl - 1 do
+        local s0 = ARGV[q + 5 * c]
+        if tonumber(s0) > last then
+          redis.call('XADD', keh, 'MAXLEN', '~', hmax, s0 .. '-0', unpack(epfields(q + 5 * c)))
+          last = tonumber(s0)
+        end
       end
+      redis.call('EXPIRE', keh, ttl)
     end
-    redis.call('EXPIRE', keh, ttl)
     local qo = q + 5 * ncl
-    redis.call('DEL', keo)
-    redis.call('HSET', keo, 'through_ms', through)
-    if hasopen == 1 then redis.call('HSET', keo, unpack(epfields(qo))) end
-    redis.call('EXPIRE', keo, ttl)
+    if hasopen == 1 then
+      redis.call('HSET', keo, 'through_ms', through, unpack(epfields(qo)))
+    else
+      redis.call('DEL', keo)
+      redis.call('HSET', keo, 'through_ms', through)
+    end
+    if keephour ~= '' or hasopen == 0 then redis.call('EXPIRE', keo, ttl) end
     local qh = qo + 5 * hasopen
     buckets(khour, qh, nh, keephour)
     buckets(kday, qh + 2 * nh, nd, keepday)
@@ -386,10 +395,14 @@ EPISODE_FIELDS = ("start_ms", "end_ms", "activity", "mean_confidence", "windows"
 def episode_values(e: EpisodeWrite, ttl_s: int) -> list[Any]:
     """The ARGV of one device's episodes in ``_WRITE_BATCH``. A bucket that ended more than
     ``ttl_s`` before the newest window counted is trimmed (data time: a replay of an old
-    recording keeps its minutes, and the same windows trim the same buckets)."""
+    recording keeps its minutes, and the same windows trim the same buckets). The trim and
+    the TTL refresh of the open episode and the buckets happen when a new hour starts (HSET
+    and ZADD keep a key's TTL; a TTL of a day or more outlasts an hour), or every time with
+    a shorter TTL; ep:hist's TTL is refreshed with each episode added."""
     keep = e.through_ms - ttl_s * 1000
+    refresh = e.new_hour or ttl_s * 1000 < DAY_MS  # a device silent past the TTL: new hour
     out: list[Any] = [e.through_ms, len(e.closed), int(e.open is not None), len(e.hours)]
-    out += [len(e.days), keep - HOUR_MS, keep - DAY_MS]
+    out += [len(e.days), *((keep - HOUR_MS, keep - DAY_MS) if refresh else ("", ""))]
     for ep in [*e.closed, *([e.open] if e.open is not None else [])]:
         f = ep.fields()
         out += [f[k] for k in EPISODE_FIELDS]

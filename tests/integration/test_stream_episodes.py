@@ -67,9 +67,8 @@ def test_episode_writes_are_absolute_only_forward_and_expire(redis_client: Any) 
     old = hour - 2 * 24 * HOUR_MS  # beyond the 1 h TTL: trimmed
     e1 = Episode(hour, hour + 6000, "sit", 0.5, 2)
     e2 = Episode(hour + 4000, hour + 8000, "walk", 0.9, 1)
-    first = EpisodeWrite(
-        d, hour + 4000, [e1], e2, [Bucket(old, {"sit": 1}), Bucket(hour, {"sit": 4000})], []
-    )
+    hours = [Bucket(old, {"sit": 1}), Bucket(hour, {"sit": 4000})]
+    first = EpisodeWrite(d, hour + 4000, [e1], e2, hours, [], new_hour=True)
     sink.write([], episodes=[first])
     sink.write([], episodes=[first])  # a replay of the same batch: nothing doubles
     assert redis_client.xlen(episodes_key(d)) == 1

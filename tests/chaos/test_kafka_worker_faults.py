@@ -18,11 +18,15 @@ import pytest
 
 from tests.chaos.support import report, service_pid
 from tests.integration.stream_support import (
-    expected_windows,
+    all_predicted,
+    checkpointed,
+    expected_by_device,
     generated_recording,
+    interleaved,
     make_run,
-    messages_of,
+    n_predicted,
     register_tiny,
+    running_worker,
     send,
     start_worker,
     stop_worker,
@@ -50,11 +54,6 @@ def kafka_pid(stack: Settings) -> Iterator[int]:
         os.kill(int(pid), signal.SIGCONT)
 
 
-def _interleaved(recording: Recording, devices: list[str]) -> list:
-    per = [messages_of(recording, d) for d in devices]
-    return [m for group in zip(*per, strict=True) for m in group]
-
-
 @pytest.mark.chaos(long=True)
 def test_broker_frozen_for_45_s(
     stack: Settings,
@@ -65,16 +64,16 @@ def test_broker_frozen_for_45_s(
     kafka_pid: int,
 ) -> None:
     run = make_run(stack, subprocess_env, WEARMON_STREAM__RETRY_MAX_S="4")
-    register_tiny(run.settings, tmp_path, seed=10)
+    register_tiny(run.settings, tmp_path, seed=1)
     devices = [f"kstop-{run.run}-{i}" for i in range(N_DEVICES)]
-    expected = {d: expected_windows(recording, run.settings, d) for d in devices}
-    msgs = _interleaved(recording, devices)
+    expected = expected_by_device(recording, run.settings, devices)
+    msgs = interleaved(recording, devices)
     log = tmp_path / "worker.log"
     worker = start_worker(run.env, log)
     try:
         send(run.settings, msgs[: len(msgs) // 2])
         wait_for(
-            lambda: sum(redis_client.xlen(f"pred:hist:{d}") for d in devices) > 20,
+            lambda: n_predicted(redis_client, devices) > 20,
             120, [worker], log, "predictions before the freeze",
         )  # fmt: skip
         os.kill(kafka_pid, signal.SIGSTOP)
@@ -82,10 +81,8 @@ def test_broker_frozen_for_45_s(
         os.kill(kafka_pid, signal.SIGCONT)
         send(run.settings, msgs[len(msgs) // 2 :])
 
-        def done() -> bool:
-            return all(redis_client.xlen(f"pred:hist:{d}") >= len(e) for d, e in expected.items())
-
-        wait_for(done, 240, [worker], log, "every window after the broker came back")
+        wait_for(lambda: all_predicted(redis_client, expected), 240, [worker], log,
+                 "every window after the broker came back")  # fmt: skip
         time.sleep(2.0)
     finally:
         stop_worker(worker)
@@ -101,20 +98,20 @@ def test_worker_killed_repeatedly_during_a_replay(
     tmp_path: Path,
 ) -> None:
     run = make_run(stack, subprocess_env)
-    register_tiny(run.settings, tmp_path, seed=11)
+    register_tiny(run.settings, tmp_path, seed=1)
     devices = [f"wkill-{run.run}-{i}" for i in range(N_DEVICES)]
-    expected = {d: expected_windows(recording, run.settings, d) for d in devices}
-    msgs = _interleaved(recording, devices)
+    expected = expected_by_device(recording, run.settings, devices)
+    msgs = interleaved(recording, devices)
     log = tmp_path / "worker.log"
     sender = threading.Thread(  # about 50 s of sending: 50 messages per 1.5 s
         target=send, args=(run.settings, msgs), kwargs={"pace_s": 1.5}, daemon=True
     )
 
     def predicted() -> int:
-        return sum(redis_client.xlen(f"pred:hist:{d}") for d in devices)
+        return n_predicted(redis_client, devices)
 
     def done() -> bool:
-        return all(redis_client.xlen(f"pred:hist:{d}") >= len(e) for d, e in expected.items())
+        return all_predicted(redis_client, expected)
 
     worker = start_worker(run.env, log)
     kills = 0
@@ -153,10 +150,10 @@ def test_zombie_worker_paused_past_its_session_wakes_up(
     timeout: the other takes its partitions; then the zombie wakes up with its old state
     and pending writes. Its checkpoint writes are forward-only, its predictions duplicates."""
     run = make_run(stack, subprocess_env)
-    register_tiny(run.settings, tmp_path, seed=12)
+    register_tiny(run.settings, tmp_path, seed=1)
     devices = [f"zomb-{run.run}-{i}" for i in range(N_DEVICES * 2)]
-    expected = {d: expected_windows(recording, run.settings, d) for d in devices}
-    msgs = _interleaved(recording, devices)
+    expected = expected_by_device(recording, run.settings, devices)
+    msgs = interleaved(recording, devices)
     logs = [tmp_path / "a.log", tmp_path / "b.log"]
     workers = [start_worker(run.env, logs[0]), start_worker(run.env, logs[1])]
     sender = threading.Thread(
@@ -164,7 +161,7 @@ def test_zombie_worker_paused_past_its_session_wakes_up(
     )
 
     def done() -> bool:
-        return all(redis_client.xlen(f"pred:hist:{d}") >= len(e) for d, e in expected.items())
+        return all_predicted(redis_client, expected)
 
     try:
         for log in logs:
@@ -174,7 +171,7 @@ def test_zombie_worker_paused_past_its_session_wakes_up(
             )  # fmt: skip
         sender.start()
         wait_for(
-            lambda: sum(redis_client.xlen(f"pred:hist:{d}") for d in devices) > 20,
+            lambda: n_predicted(redis_client, devices) > 20,
             120, workers, logs[0], "predictions before the pause",
         )  # fmt: skip
         os.kill(workers[0].pid, signal.SIGSTOP)
@@ -200,24 +197,18 @@ def test_backlog_consumed_at_start(
 ) -> None:
     """Minutes of data of 8 devices wait in Kafka before the worker (and its model) start."""
     run = make_run(stack, subprocess_env)
-    register_tiny(run.settings, tmp_path, seed=13)
+    register_tiny(run.settings, tmp_path, seed=1)
     devices = [f"backlog-{run.run}-{i}" for i in range(N_DEVICES * 2)]
-    expected = {d: expected_windows(recording, run.settings, d) for d in devices}
-    send(run.settings, _interleaved(recording, devices))
+    expected = expected_by_device(recording, run.settings, devices)
+    send(run.settings, interleaved(recording, devices))
     span_s = (int(recording.accel.t_ms[-1]) - int(recording.accel.t_ms[0])) / 1000.0
     log = tmp_path / "worker.log"
     t0 = time.monotonic()
-    worker = start_worker(run.env, log)
-
-    def done() -> bool:
-        return all(redis_client.xlen(f"pred:hist:{d}") >= len(e) for d, e in expected.items())
-
-    try:
-        wait_for(done, 300, [worker], log, "every window of the backlog")
+    with running_worker(run.env, log) as worker:
+        wait_for(lambda: all_predicted(redis_client, expected), 300, [worker], log,
+                 "every window of the backlog")  # fmt: skip
         took = time.monotonic() - t0
-        time.sleep(2.0)
-    finally:
-        stop_worker(worker)
+        wait_for(lambda: checkpointed(redis_client, run), 60, [worker], log, "the checkpoints")
     print(
         f"RELIABILITY backlog: {len(devices)} devices x {span_s:.0f} s of data consumed "
         f"{took:.0f} s after the worker started (model load included)"
@@ -241,26 +232,20 @@ def test_replay_duplicate_and_reorder_faults(
     from producers.engine import replay
 
     run = make_run(stack, subprocess_env)
-    register_tiny(run.settings, tmp_path, seed=14)
+    register_tiny(run.settings, tmp_path, seed=1)
     devices = device_ids(N_DEVICES, seed=0)
-    expected = {d: expected_windows(recording, run.settings, d) for d in devices}
+    expected = expected_by_device(recording, run.settings, devices)
     faults = FaultConfig(seed=3, duplicate=0.1, reorder=3)
     cfg = ReplayConfig(
         speed=math.inf, devices=N_DEVICES, timestamps="original", send_labels=False,
         faults=faults,
     )  # fmt: skip
     log = tmp_path / "worker.log"
-    worker = start_worker(run.env, log)
-
-    def done() -> bool:
-        return all(redis_client.xlen(f"pred:hist:{d}") >= len(e) for d, e in expected.items())
-
-    try:
+    with running_worker(run.env, log) as worker:
         stats = replay(run.settings, [recording], cfg)
         assert stats.ok
         print(f"RELIABILITY replay-faults: injected {dict(stats.injected)}")
-        wait_for(done, 180, [worker], log, "every window of the faulty replay")
-        time.sleep(2.0)
-    finally:
-        stop_worker(worker)
+        wait_for(lambda: all_predicted(redis_client, expected), 180, [worker], log,
+                 "every window of the faulty replay")  # fmt: skip
+        wait_for(lambda: checkpointed(redis_client, run), 60, [worker], log, "the checkpoints")
     report("replay-duplicate-reorder", redis_client, run.settings, expected)

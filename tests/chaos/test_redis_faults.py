@@ -21,11 +21,16 @@ import pytest
 
 from tests.chaos.support import report, service_pid
 from tests.integration.stream_support import (
-    expected_windows,
+    all_predicted,
+    checkpointed,
+    expected_by_device,
     generated_recording,
+    interleaved,
     make_run,
     messages_of,
+    n_predicted,
     register_tiny,
+    running_worker,
     send,
     start_worker,
     stop_worker,
@@ -77,17 +82,15 @@ def test_redis_killed_and_restarted_under_a_running_worker(
     redis_restored: None,
 ) -> None:
     run = make_run(stack, subprocess_env, WEARMON_STREAM__RETRY_MAX_S="4")
-    register_tiny(run.settings, tmp_path, seed=8)
+    register_tiny(run.settings, tmp_path, seed=1)
     devices = [f"rkill-{run.run}-{i}" for i in range(N_DEVICES)]
-    expected = {d: expected_windows(recording, run.settings, d) for d in devices}
-    per = [messages_of(recording, d) for d in devices]
-    msgs = [m for group in zip(*per, strict=True) for m in group]
+    expected = expected_by_device(recording, run.settings, devices)
+    msgs = interleaved(recording, devices)
     log, port = tmp_path / "worker.log", free_port()
-    worker = start_worker(run.env, log, metrics_port=port)
-    try:
+    with running_worker(run.env, log, metrics_port=port) as worker:
         send(run.settings, msgs[: len(msgs) // 2])
         wait_for(
-            lambda: sum(redis_client.xlen(f"pred:hist:{d}") for d in devices) > 20,
+            lambda: n_predicted(redis_client, devices) > 20,
             120, [worker], log, "predictions before the kill",
         )  # fmt: skip
         os.kill(_redis_pid(stack), signal.SIGKILL)
@@ -96,14 +99,9 @@ def test_redis_killed_and_restarted_under_a_running_worker(
         failures = _metric(port, "wearmon_stream_batch_failures_total")
         LocalStack(stack).up(timeout=60, services=["redis"])
         redis_client.connection_pool.reset()
-
-        def done() -> bool:
-            return all(redis_client.xlen(f"pred:hist:{d}") >= len(e) for d, e in expected.items())
-
-        wait_for(done, 180, [worker], log, "every window after Redis came back")
-        time.sleep(2.0)
-    finally:
-        stop_worker(worker)
+        wait_for(lambda: all_predicted(redis_client, expected), 180, [worker], log,
+                 "every window after Redis came back")  # fmt: skip
+        wait_for(lambda: checkpointed(redis_client, run), 60, [worker], log, "the checkpoints")
     assert failures >= 1, "no failed batch was counted while Redis was down"
     print(f"RELIABILITY redis-kill: batch failures counted while down: {failures:.0f}")
     report("redis-kill", redis_client, run.settings, expected)
@@ -118,7 +116,7 @@ def test_worker_stops_within_30_s_while_redis_is_frozen(
     redis_restored: None,
 ) -> None:
     run = make_run(stack, subprocess_env)
-    register_tiny(run.settings, tmp_path, seed=9)
+    register_tiny(run.settings, tmp_path, seed=1)
     devices = [f"rstop-{run.run}-{i}" for i in range(2)]
     msgs = [m for d in devices for m in messages_of(recording, d)]
     log = tmp_path / "worker.log"
@@ -127,7 +125,7 @@ def test_worker_stops_within_30_s_while_redis_is_frozen(
     try:
         send(run.settings, msgs[: len(msgs) // 2])
         wait_for(
-            lambda: sum(redis_client.xlen(f"pred:hist:{d}") for d in devices) > 0,
+            lambda: n_predicted(redis_client, devices) > 0,
             120, [worker], log, "the first predictions",
         )  # fmt: skip
         os.kill(pid, signal.SIGSTOP)
@@ -157,11 +155,10 @@ def test_redis_restored_from_an_older_snapshot_under_a_running_worker(
     third of the replay earlier): the worker's next write finds an older checkpoint, seeks
     back to it and writes the lost windows again."""
     run = make_run(stack, subprocess_env)
-    register_tiny(run.settings, tmp_path, seed=17)
+    register_tiny(run.settings, tmp_path, seed=1)
     devices = [f"rback-{run.run}-{i}" for i in range(N_DEVICES)]
-    expected = {d: expected_windows(recording, run.settings, d) for d in devices}
-    per = [messages_of(recording, d) for d in devices]
-    msgs = [m for group in zip(*per, strict=True) for m in group]
+    expected = expected_by_device(recording, run.settings, devices)
+    msgs = interleaved(recording, devices)
     third = len(msgs) // 3
     log = tmp_path / "worker.log"
 
@@ -170,29 +167,27 @@ def test_redis_restored_from_an_older_snapshot_under_a_running_worker(
         return out + [k for d in devices for k in (f"pred:hist:{d}", f"pred:latest:{d}")]
 
     def predicted() -> int:
-        return sum(redis_client.xlen(f"pred:hist:{d}") for d in devices)
+        return n_predicted(redis_client, devices)
 
-    def done() -> bool:
-        return all(redis_client.xlen(f"pred:hist:{d}") >= len(e) for d, e in expected.items())
+    def all_checkpointed() -> bool:
+        return checkpointed(redis_client, run)
 
-    worker = start_worker(run.env, log)
-    try:
+    with running_worker(run.env, log) as worker:
         send(run.settings, msgs[:third])
         wait_for(lambda: predicted() > 0, 120, [worker], log, "the first predictions")
-        time.sleep(3.0)
+        wait_for(all_checkpointed, 60, [worker], log, "a checkpoint of the first third")
         snapshot = {k: redis_client.dump(k) for k in keys() if redis_client.exists(k)}
         n = predicted()
         send(run.settings, msgs[third : 2 * third])
         wait_for(lambda: predicted() > n + 20, 120, [worker], log, "the second third")
-        time.sleep(3.0)
+        wait_for(all_checkpointed, 60, [worker], log, "a checkpoint of the second third")
         for k in keys():
             redis_client.delete(k)
         for k, v in snapshot.items():
             redis_client.restore(k, 0, v, replace=True)
         send(run.settings, msgs[2 * third :])
-        wait_for(done, 180, [worker], log, "every window after Redis went back in time")
-        time.sleep(2.0)
-    finally:
-        stop_worker(worker)
+        wait_for(lambda: all_predicted(redis_client, expected), 180, [worker], log,
+                 "every window after Redis went back in time")  # fmt: skip
+        wait_for(all_checkpointed, 60, [worker], log, "the checkpoints")
     assert "Redis holds older checkpoints" in log.read_text()
     report("redis-older-snapshot-running", redis_client, run.settings, expected)

@@ -10,7 +10,8 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -56,14 +57,30 @@ def tiny_model_dir(out: Path, *, seed: int = 0, window: int = 200, n_classes: in
     return save_model_dir(out, model, meta)
 
 
+#: {(seed, window, backend): a tiny model folder with its serving export already converted}:
+#: the registrations of one test session share them (one conversion per seed, not per test)
+_TINY_DIRS: dict[tuple[int, int, str], Path] = {}
+
+
 def register_tiny(
     settings: Settings, tmp: Path, *, seed: int, champion: bool = True, window: int = 200
 ) -> str:
+    """Register the tiny model of ``seed`` (as alias champion unless ``champion`` is False).
+    Its folder, built once per session, carries the export of the backend the settings
+    serve with, so no worker or test converts it again."""
     from trainer.registry import register_dir, set_alias
+    from trainer.serving import from_dir
 
-    version = register_dir(
-        settings, tiny_model_dir(tmp / f"m{seed}-{window}", seed=seed, window=window)
-    )
+    backend = settings.stream.inference_backend
+    key = (seed, window, backend)
+    if key not in _TINY_DIRS:
+        folder = tiny_model_dir(tmp / f"m{seed}-{window}", seed=seed, window=window)
+        if window == settings.signal.window:  # a model of another window is refused unconverted
+            from_dir(
+                folder, f"tiny-{seed}", backend=backend, threads=settings.stream.inference_threads
+            )
+        _TINY_DIRS[key] = folder
+    version = register_dir(settings, _TINY_DIRS[key])
     if champion:
         set_alias(settings, "champion", version)
     return version
@@ -149,6 +166,11 @@ class Run:
     env: dict[str, str]
     settings: Settings
 
+    @property
+    def app_id(self) -> str:
+        """The worker's consumer group and checkpoint prefix."""
+        return self.env["WEARMON_STREAM__APP_ID"]
+
 
 def make_run(stack: Settings, subprocess_env: dict[str, str], **extra_env: str) -> Run:
     from confluent_kafka.admin import AdminClient, NewTopic
@@ -222,6 +244,61 @@ def stop_worker(proc: subprocess.Popen[bytes], *, hard: bool = False) -> None:
         proc.wait(10)
 
 
+@contextmanager
+def running_worker(
+    env: dict[str, str], log_path: Path, metrics_port: int | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
+    """A worker for the ``with`` block, stopped (SIGTERM) when it ends."""
+    proc = start_worker(env, log_path, metrics_port)
+    try:
+        yield proc
+    finally:
+        stop_worker(proc)
+
+
+def interleaved(rec: Recording, devices: list[str]) -> list[SampleBatch]:
+    """The messages of ``rec`` replayed as each of ``devices``, the devices taking turns."""
+    per = [messages_of(rec, d) for d in devices]
+    return [m for group in zip(*per, strict=True) for m in group]
+
+
+def n_predicted(redis_client: Any, devices: Iterable[str]) -> int:
+    """How many history entries ``devices`` have together."""
+    return sum(redis_client.xlen(f"pred:hist:{d}") for d in devices)
+
+
+def all_predicted(redis_client: Any, expected: dict[str, dict[int, str]]) -> bool:
+    """Every device of ``expected`` has at least as many history entries as windows."""
+    return all(redis_client.xlen(f"pred:hist:{d}") >= len(e) for d, e in expected.items())
+
+
+def checkpointed(redis_client: Any, run: Run) -> bool:
+    """The worker's checkpoints cover every message now in the run's samples topic: all it
+    will write for them (predictions, dead letters, checkpoint) is written, since each batch
+    writes its predictions and its checkpoint in one script."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    from stream_processor.sinks import OFFSET_FIELD, checkpoint_key
+
+    topic = run.settings.kafka.samples_topic
+    c = Consumer(
+        {"bootstrap.servers": run.settings.kafka.bootstrap_servers, "group.id": "ckpt-probe"}
+    )
+    try:
+        parts = c.list_topics(topic, timeout=10).topics[topic].partitions
+        ends = {p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in parts}
+    finally:
+        c.close()
+    for p, end in ends.items():
+        if end == 0:
+            continue
+        keys = list(redis_client.scan_iter(match=checkpoint_key(run.app_id, topic, p, "*")))
+        offsets = [redis_client.hget(k, OFFSET_FIELD) for k in keys]
+        if not any(o is not None and int(o) >= end - 1 for o in offsets):
+            return False
+    return True
+
+
 def history(redis_client: Any, device: str) -> list[dict[str, str]]:
     """All history entries of a device, oldest first (entry id included as ``id``)."""
     out = []
@@ -276,13 +353,23 @@ def expected_windows(
 ) -> dict[int, str]:
     """{window_start_ms: label} from the batch path with the champion (or ``version``) for
     ``rec`` replayed as ``device``."""
+    return expected_by_device(rec, settings, [device], version)[device]
+
+
+def expected_by_device(
+    rec: Recording, settings: Settings, devices: Iterable[str], version: str | None = None
+) -> dict[str, dict[int, str]]:
+    """{device: :func:`expected_windows`} for each of ``devices``, the model loaded once."""
     from trainer.serving import load_alias, load_version
 
-    wins = device_windows(rec, settings, device)
-    keep = decided(wins, rec, settings)
     model = load_alias(settings) if version is None else load_version(settings, version)
-    labels, _ = model.predict(wins.x[keep])
-    return dict(zip(wins.start_ms[keep].tolist(), labels, strict=True))
+    out = {}
+    for device in devices:
+        wins = device_windows(rec, settings, device)
+        keep = decided(wins, rec, settings)
+        labels, _ = model.predict(wins.x[keep])
+        out[device] = dict(zip(wins.start_ms[keep].tolist(), labels, strict=True))
+    return out
 
 
 def json_probs(row: dict[str, str]) -> list[float]:

@@ -22,6 +22,9 @@ import pytest
 
 from tests.integration.stream_support import (
     Run,
+    all_predicted,
+    checkpointed,
+    expected_by_device,
     expected_windows,
     generated_recording,
     history,
@@ -67,7 +70,7 @@ def pipeline(
     tmp = tmp_path_factory.mktemp("hostile")
     recording = generated_recording(tmp / "rec", subject=2, seed=4, exercises=1)
     run = make_run(stack, session_subprocess_env)
-    register_tiny(run.settings, tmp, seed=5)
+    register_tiny(run.settings, tmp, seed=1)
     log = tmp / "worker.log"
     worker = start_worker(run.env, log)
     client = redis.Redis.from_url(stack.redis.url)
@@ -133,14 +136,11 @@ def _clean_replay(pl: Pipeline, tag: str, timeout: float = 120) -> None:
     """Two fresh devices replayed: every expected window predicted exactly once in Redis,
     at least once on the predictions topic. Prints the counts (docs/reliability.md)."""
     devices = [f"clean-{tag}-{uuid.uuid4().hex[:6]}-{i}" for i in range(2)]
-    expected = {d: expected_windows(pl.recording, pl.run.settings, d) for d in devices}
+    expected = expected_by_device(pl.recording, pl.run.settings, devices)
     msgs = [m for d in devices for m in messages_of(pl.recording, d)]
     send(pl.run.settings, msgs)
-
-    def done() -> bool:
-        return all(pl.redis.xlen(f"pred:hist:{d}") >= len(e) for d, e in expected.items())
-
-    wait_for(done, timeout, [pl.worker], pl.log, f"the clean replay after {tag}")
+    wait_for(lambda: all_predicted(pl.redis, expected), timeout, [pl.worker], pl.log,
+             f"the clean replay after {tag}")  # fmt: skip
     want = {(d, s) for d, e in expected.items() for s in e}
     redis_rows = [(d, int(r["window_start_ms"])) for d in devices for r in history(pl.redis, d)]
     topic_rows = _topic_windows(pl.run.settings, set(devices), len(want))
@@ -196,7 +196,8 @@ def test_device_id_like_the_checkpoint_offset_field(pipeline: Pipeline) -> None:
     msgs = messages_of(pipeline.recording, "__offset__")
     half = len(msgs) // 2
     send(pipeline.run.settings, msgs[:half])
-    time.sleep(2.0)
+    wait_for(lambda: checkpointed(pipeline.redis, pipeline.run), 60, [pipeline.worker],
+             pipeline.log, "the checkpoint of the first half")  # fmt: skip
     send(pipeline.run.settings, msgs[half:])
     _clean_replay(pipeline, "offset-id")
     expected = expected_windows(pipeline.recording, pipeline.run.settings, "__offset__")

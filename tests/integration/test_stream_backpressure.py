@@ -11,15 +11,15 @@ from typing import Any
 import pytest
 
 from tests.integration.stream_support import (
-    expected_windows,
+    all_predicted,
+    expected_by_device,
     generated_recording,
     history,
     make_run,
     messages_of,
     register_tiny,
+    running_worker,
     send,
-    start_worker,
-    stop_worker,
     wait_for,
 )
 from wearmon.settings import Settings
@@ -56,24 +56,18 @@ def test_backpressure_while_no_model_then_every_window(
     run = make_run(stack, subprocess_env, WEARMON_STREAM__MAX_PENDING_WINDOWS="30")
     devices = [f"bp-{run.run}-{i}" for i in range(4)]
     log, port = tmp_path / "worker.log", free_port()
-    worker = start_worker(run.env, log, metrics_port=port)
-    try:
+    with running_worker(run.env, log, metrics_port=port) as worker:
         send(run.settings, [m for d in devices for m in messages_of(recording, d)])
         wait_for(
             lambda: _gauge(port, "wearmon_stream_backpressure") == 1.0,
             120, [worker], log, "back-pressure while no model is loaded",
         )  # fmt: skip
-        register_tiny(run.settings, tmp_path, seed=16)
-        expected = {d: expected_windows(recording, run.settings, d) for d in devices}
-
-        def done() -> bool:
-            return all(redis_client.xlen(f"pred:hist:{d}") >= len(e) for d, e in expected.items())
-
-        wait_for(done, 180, [worker], log, "every window once a model is there")
+        register_tiny(run.settings, tmp_path, seed=1)
+        expected = expected_by_device(recording, run.settings, devices)
+        wait_for(lambda: all_predicted(redis_client, expected), 180, [worker], log,
+                 "every window once a model is there")  # fmt: skip
         time.sleep(1.0)
         assert _gauge(port, "wearmon_stream_backpressure") == 0.0
-    finally:
-        stop_worker(worker)
     for d, exp in expected.items():
         starts = [int(r["window_start_ms"]) for r in history(redis_client, d)]
         assert len(starts) == len(set(starts))

@@ -9,15 +9,16 @@ from pathlib import Path
 import pytest
 
 from tests.integration.stream_support import (
-    expected_windows,
+    all_predicted,
+    checkpointed,
+    expected_by_device,
     generated_recording,
     history,
     make_run,
     messages_of,
     register_tiny,
+    running_worker,
     send,
-    start_worker,
-    stop_worker,
     wait_for,
 )
 from wearmon.schemas import SampleBatch, decode_deadletter, encode
@@ -74,22 +75,17 @@ def test_replay_gives_one_prediction_per_window_matching_batch_path(
     run = make_run(stack, subprocess_env)
     version = register_tiny(run.settings, tmp_path, seed=1)
     devices = [f"e2e-{run.run}-{i}" for i in range(3)]
-    expected = {d: expected_windows(recording, run.settings, d) for d in devices}
+    expected = expected_by_device(recording, run.settings, devices)
     assert all(len(e) > 20 for e in expected.values())
     log = tmp_path / "worker.log"
-    worker = start_worker(run.env, log)
-    try:
+    with running_worker(run.env, log) as worker:
         msgs = [m for d in devices for m in messages_of(recording, d)]
         send(run.settings, msgs, extra=_bad_messages(devices[0]))
-
-        def done() -> bool:
-            return all(redis_client.xlen(f"pred:hist:{d}") >= len(expected[d]) for d in devices)
-
-        wait_for(done, 120, [worker], log, "all predictions")
-        time.sleep(2.0)  # a duplicate would show up now
+        wait_for(lambda: all_predicted(redis_client, expected), 120, [worker], log,
+                 "all predictions")  # fmt: skip
+        # everything it will write for these messages is written once this holds
+        wait_for(lambda: checkpointed(redis_client, run), 60, [worker], log, "the checkpoints")
         reasons = _dead_letters(run.settings, 3)
-    finally:
-        stop_worker(worker)
     for d in devices:
         rows = history(redis_client, d)
         starts = [int(r["window_start_ms"]) for r in rows]

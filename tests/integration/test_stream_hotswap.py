@@ -3,21 +3,22 @@ model is refused while the old one keeps serving."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
 
 from tests.integration.stream_support import (
-    expected_windows,
+    all_predicted,
+    checkpointed,
+    expected_by_device,
     generated_recording,
     history,
+    interleaved,
     make_run,
-    messages_of,
+    n_predicted,
     register_tiny,
+    running_worker,
     send,
-    start_worker,
-    stop_worker,
     wait_for,
 )
 from wearmon.settings import Settings
@@ -35,24 +36,19 @@ def test_champion_swaps_mid_stream_and_broken_model_is_refused(
     stack: Settings, redis_client, subprocess_env, recording: Recording, tmp_path: Path
 ) -> None:
     run = make_run(stack, subprocess_env)
-    v1 = register_tiny(run.settings, tmp_path, seed=5)
+    v1 = register_tiny(run.settings, tmp_path, seed=1)
     devices = [f"swap-{run.run}-{i}" for i in range(2)]
-    per = [messages_of(recording, d) for d in devices]
-    msgs = [m for group in zip(*per, strict=True) for m in group]
+    msgs = interleaved(recording, devices)
     thirds = [
         msgs[: len(msgs) // 3],
         msgs[len(msgs) // 3 : 2 * len(msgs) // 3],
         msgs[2 * len(msgs) // 3 :],
     ]
     log = tmp_path / "worker.log"
-    worker = start_worker(run.env, log)
-
-    def n_preds() -> int:
-        return sum(redis_client.xlen(f"pred:hist:{d}") for d in devices)
-
-    try:
+    with running_worker(run.env, log) as worker:
         send(run.settings, thirds[0])
-        wait_for(lambda: n_preds() > 4, 120, [worker], log, "predictions of v1")
+        wait_for(lambda: n_predicted(redis_client, devices) > 4, 120, [worker], log,
+                 "predictions of v1")  # fmt: skip
         v2 = register_tiny(run.settings, tmp_path, seed=6)
         redis_client.publish("model:champion", v2)
         wait_for(
@@ -73,22 +69,11 @@ def test_champion_swaps_mid_stream_and_broken_model_is_refused(
             "refusal of the broken model",
         )
         send(run.settings, thirds[2])
-        expected = {
-            d: {v: expected_windows(recording, run.settings, d, v) for v in (v1, v2)}
-            for d in devices
-        }
-        wait_for(
-            lambda: all(
-                redis_client.xlen(f"pred:hist:{d}") >= len(expected[d][v1]) for d in devices
-            ),
-            120,
-            [worker],
-            log,
-            "all predictions",
-        )
-        time.sleep(2.0)
-    finally:
-        stop_worker(worker)
+        by_version = {v: expected_by_device(recording, run.settings, devices, v) for v in (v1, v2)}
+        expected = {d: {v: by_version[v][d] for v in (v1, v2)} for d in devices}
+        wait_for(lambda: all_predicted(redis_client, by_version[v1]), 120, [worker], log,
+                 "all predictions")  # fmt: skip
+        wait_for(lambda: checkpointed(redis_client, run), 60, [worker], log, "the checkpoints")
     for d in devices:
         rows = history(redis_client, d)
         starts = [int(r["window_start_ms"]) for r in rows]

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.stream_support import (
+    checkpointed,
     decided,
     device_windows,
     generated_recording,
@@ -101,7 +102,7 @@ def test_labels_join_live_accuracy_watch_and_lag(
     from producers import ReplayConfig, device_ids, replay
 
     run = make_run(stack, subprocess_env)
-    version = register_tiny(run.settings, tmp_path, seed=8)
+    version = register_tiny(run.settings, tmp_path, seed=1)
     correct0, total0 = _accuracy(redis_client, version)  # acc:live is shared by all runs
     port = free_port()
     log = tmp_path / "worker.log"
@@ -126,7 +127,7 @@ def test_labels_join_live_accuracy_watch_and_lag(
             return all(redis_client.xlen(f"pred:hist:{d}") >= truths[d][1] for d in dev_a + dev_b)
 
         wait_for(predicted, 120, [worker], log, "predictions of every device")
-        time.sleep(1.5)  # the last batch and checkpoint
+        wait_for(lambda: checkpointed(redis_client, run), 60, [worker], log, "the checkpoints")
         scored_b_before = redis_client.hlen(f"acc:scored:{dev_b[0]}")
         _send_labels(run.settings, dev_b[0], recording)
 

@@ -12,11 +12,14 @@ import pytest
 
 from stream_processor.sinks import FEATURES_KEY
 from tests.integration.stream_support import (
-    expected_windows,
+    all_predicted,
+    checkpointed,
+    expected_by_device,
     generated_recording,
     history,
+    interleaved,
     make_run,
-    messages_of,
+    n_predicted,
     register_tiny,
     send,
     start_worker,
@@ -37,19 +40,6 @@ Expected = dict[str, dict[int, str]]
 @pytest.fixture(scope="module")
 def recording(tmp_path_factory: pytest.TempPathFactory) -> Recording:
     return generated_recording(tmp_path_factory.mktemp("rec"), subject=5, seed=2, exercises=3)
-
-
-def _interleaved(recording: Recording, devices: list[str]) -> list:
-    per = [messages_of(recording, d) for d in devices]
-    return [m for group in zip(*per, strict=True) for m in group]
-
-
-def _expected(recording: Recording, settings: Settings, devices: list[str]) -> Expected:
-    return {d: expected_windows(recording, settings, d) for d in devices}
-
-
-def _all_predicted(redis_client, expected: Expected) -> bool:
-    return all(redis_client.xlen(f"pred:hist:{d}") >= len(e) for d, e in expected.items())
 
 
 def _feature_entries(redis_client, devices: set[str]) -> Counter[tuple[str, int]]:
@@ -88,10 +78,10 @@ def test_kill_9_and_restart_loses_and_duplicates_nothing(
     stack: Settings, redis_client, subprocess_env, recording: Recording, tmp_path: Path
 ) -> None:
     run = make_run(stack, subprocess_env)
-    register_tiny(run.settings, tmp_path, seed=3)
+    register_tiny(run.settings, tmp_path, seed=1)
     devices = [f"crash-{run.run}-{i}" for i in range(N_DEVICES)]
-    expected = _expected(recording, run.settings, devices)
-    msgs = _interleaved(recording, devices)
+    expected = expected_by_device(recording, run.settings, devices)
+    msgs = interleaved(recording, devices)
     log = tmp_path / "worker.log"
     worker = start_worker(run.env, log)
     head = len(msgs) // 6
@@ -99,25 +89,25 @@ def test_kill_9_and_restart_loses_and_duplicates_nothing(
     try:
 
         def started() -> bool:
-            return sum(redis_client.xlen(f"pred:hist:{d}") for d in devices) > N_DEVICES * 3
+            return n_predicted(redis_client, devices) > N_DEVICES * 3
 
         send(run.settings, msgs[:head])
         wait_for(started, 120, [worker], log, "first predictions")
         sender.start()
         time.sleep(2.5)
         stop_worker(worker, hard=True)  # kill -9 mid-replay
-        before = sum(redis_client.xlen(f"pred:hist:{d}") for d in devices)
+        before = n_predicted(redis_client, devices)
         assert before < sum(map(len, expected.values())), "the replay ended before the kill"
         worker = start_worker(run.env, log)
         sender.join(120)
         wait_for(
-            lambda: _all_predicted(redis_client, expected),
+            lambda: all_predicted(redis_client, expected),
             120,
             [worker],
             log,
             "all predictions after restart",
         )
-        time.sleep(2.0)
+        wait_for(lambda: checkpointed(redis_client, run), 60, [worker], log, "the checkpoints")
     finally:
         stop_worker(worker)
         sender.join(5)
@@ -128,10 +118,10 @@ def test_two_workers_in_one_group_split_partitions_exactly_once(
     stack: Settings, redis_client, subprocess_env, recording: Recording, tmp_path: Path
 ) -> None:
     run = make_run(stack, subprocess_env)
-    register_tiny(run.settings, tmp_path, seed=4)
+    register_tiny(run.settings, tmp_path, seed=1)
     devices = [f"pair-{run.run}-{i}" for i in range(N_DEVICES)]
-    expected = _expected(recording, run.settings, devices)
-    msgs = _interleaved(recording, devices)
+    expected = expected_by_device(recording, run.settings, devices)
+    msgs = interleaved(recording, devices)
     ports = [free_port(), free_port()]
     logs = [tmp_path / "a.log", tmp_path / "b.log"]
     workers = [start_worker(run.env, logs[0], ports[0])]
@@ -142,7 +132,7 @@ def test_two_workers_in_one_group_split_partitions_exactly_once(
     try:
         send(run.settings, msgs[:head])
         wait_for(
-            lambda: sum(redis_client.xlen(f"pred:hist:{d}") for d in devices) > N_DEVICES,
+            lambda: n_predicted(redis_client, devices) > N_DEVICES,
             120,
             workers,
             logs[0],
@@ -152,13 +142,13 @@ def test_two_workers_in_one_group_split_partitions_exactly_once(
         workers.append(start_worker(run.env, logs[1], ports[1]))  # rebalance mid-stream
         sender.join(180)
         wait_for(
-            lambda: _all_predicted(redis_client, expected),
+            lambda: all_predicted(redis_client, expected),
             120,
             workers,
             logs[1],
             "all predictions with two workers",
         )
-        time.sleep(2.0)
+        wait_for(lambda: checkpointed(redis_client, run), 60, workers, logs[1], "the checkpoints")
         counts = [_messages_in(p) for p in ports]
     finally:
         for w in workers:

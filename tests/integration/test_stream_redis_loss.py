@@ -3,7 +3,6 @@ ahead: the worker seeks back to its checkpoint and nothing is lost or written tw
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
@@ -11,15 +10,17 @@ import pytest
 
 from tests.integration.stream_support import (
     Run,
-    expected_windows,
+    all_predicted,
+    checkpointed,
+    expected_by_device,
     generated_recording,
     history,
+    interleaved,
     make_run,
-    messages_of,
+    n_predicted,
     register_tiny,
+    running_worker,
     send,
-    start_worker,
-    stop_worker,
     wait_for,
 )
 from wearmon.settings import Settings
@@ -67,30 +68,30 @@ def test_worker_seeks_back_to_an_older_checkpoint(
     tmp_path: Path,
 ) -> None:
     run = make_run(stack, subprocess_env)
-    register_tiny(run.settings, tmp_path, seed=7)
+    register_tiny(run.settings, tmp_path, seed=1)
     devices = [f"loss-{run.run}-{i}" for i in range(N_DEVICES)]
-    expected = {d: expected_windows(recording, run.settings, d) for d in devices}
-    per = [messages_of(recording, d) for d in devices]
-    msgs = [m for group in zip(*per, strict=True) for m in group]
+    expected = expected_by_device(recording, run.settings, devices)
+    msgs = interleaved(recording, devices)
     thirds = [msgs[: len(msgs) // 3], msgs[len(msgs) // 3 : 2 * len(msgs) // 3]]
     thirds.append(msgs[2 * len(msgs) // 3 :])
     log = tmp_path / "worker.log"
 
     def predicted() -> int:
-        return sum(redis_client.xlen(f"pred:hist:{d}") for d in devices)
+        return n_predicted(redis_client, devices)
 
-    worker = start_worker(run.env, log)
-    try:
+    def all_checkpointed() -> bool:
+        return checkpointed(redis_client, run)
+
+    # stopped gracefully at the end: Kafka's committed offsets reach the last checkpoint
+    with running_worker(run.env, log) as worker:
         send(run.settings, thirds[0])
         wait_for(lambda: predicted() > 0, 120, [worker], log, "the first predictions")
-        time.sleep(3.0)  # a checkpoint covers the first third
+        wait_for(all_checkpointed, 60, [worker], log, "a checkpoint of the first third")
         snapshot = {k: redis_client.dump(k) for k in _run_keys(redis_client, run, devices)}
         send(run.settings, thirds[1])
         n = predicted()
         wait_for(lambda: predicted() > n, 60, [worker], log, "predictions of the second third")
-        time.sleep(3.0)
-    finally:
-        stop_worker(worker)  # graceful: Kafka's committed offsets reach the last checkpoint
+        wait_for(all_checkpointed, 60, [worker], log, "a checkpoint of the second third")
     committed = _committed(run.settings, f"wm-test-{run.run}")
     assert committed > len(thirds[0]), "the scenario needs Kafka's commits past the snapshot"
     for k in _run_keys(redis_client, run, devices):
@@ -99,17 +100,11 @@ def test_worker_seeks_back_to_an_older_checkpoint(
         for k, v in snapshot.items():
             redis_client.restore(k, 0, v, replace=True)
 
-    worker = start_worker(run.env, log)
-    try:
+    with running_worker(run.env, log) as worker:
         send(run.settings, thirds[2])
-
-        def done() -> bool:
-            return all(redis_client.xlen(f"pred:hist:{d}") >= len(e) for d, e in expected.items())
-
-        wait_for(done, 180, [worker], log, "every window after the Redis loss")
-        time.sleep(2.0)
-    finally:
-        stop_worker(worker)
+        wait_for(lambda: all_predicted(redis_client, expected), 180, [worker], log,
+                 "every window after the Redis loss")  # fmt: skip
+        wait_for(all_checkpointed, 60, [worker], log, "the checkpoints")
     for d, exp in expected.items():
         starts = [int(r["window_start_ms"]) for r in history(redis_client, d)]
         assert len(starts) == len(set(starts)), f"{d}: a window written twice"

@@ -10,15 +10,17 @@ from typing import Any
 import pytest
 
 from tests.integration.stream_support import (
-    expected_windows,
+    all_predicted,
+    checkpointed,
+    expected_by_device,
     generated_recording,
     history,
     make_run,
     messages_of,
+    n_predicted,
     register_tiny,
+    running_worker,
     send,
-    start_worker,
-    stop_worker,
     wait_for,
 )
 from wearmon.settings import Settings
@@ -58,33 +60,25 @@ def test_recreated_topic_is_read_from_its_start(
     tmp_path: Path,
 ) -> None:
     run = make_run(stack, subprocess_env)
-    register_tiny(run.settings, tmp_path, seed=15)
+    register_tiny(run.settings, tmp_path, seed=1)
     first = [f"old-{run.run}-{i}" for i in range(4)]
     second = [f"new-{run.run}-{i}" for i in range(2)]
     log = tmp_path / "worker.log"
-    worker = start_worker(run.env, log)
-    try:  # the old topic: checkpoints at offsets in the hundreds
+    with running_worker(run.env, log) as worker:  # old topic: checkpoints in the hundreds
         send(run.settings, [m for d in first for m in messages_of(recording, d)])
         wait_for(
-            lambda: sum(redis_client.xlen(f"pred:hist:{d}") for d in first) > 40,
+            lambda: n_predicted(redis_client, first) > 40,
             120, [worker], log, "predictions of the old topic",
         )  # fmt: skip
-        time.sleep(3.0)
-    finally:
-        stop_worker(worker)
+        wait_for(lambda: checkpointed(redis_client, run), 60, [worker], log,
+                 "checkpoints at the old topic's ends")  # fmt: skip
     assert list(redis_client.scan_iter(match=f"ckpt:wm-test-{run.run}:*@*"))
     _recreate(run.settings, run.settings.kafka.samples_topic)
-    expected = {d: expected_windows(recording, run.settings, d) for d in second}
-    worker = start_worker(run.env, log)
-    try:
+    expected = expected_by_device(recording, run.settings, second)
+    with running_worker(run.env, log) as worker:
         send(run.settings, [m for d in second for m in messages_of(recording, d)])
-
-        def done() -> bool:
-            return all(redis_client.xlen(f"pred:hist:{d}") >= len(e) for d, e in expected.items())
-
-        wait_for(done, 180, [worker], log, "every window of the recreated topic")
-    finally:
-        stop_worker(worker)
+        wait_for(lambda: all_predicted(redis_client, expected), 180, [worker], log,
+                 "every window of the recreated topic")  # fmt: skip
     for d, exp in expected.items():
         starts = [int(r["window_start_ms"]) for r in history(redis_client, d)]
         assert len(starts) == len(set(starts))

@@ -19,18 +19,22 @@ def settings(tmp_path: Path) -> Settings:
     return Settings(data_dir=tmp_path / "data")
 
 
+#: a tiny model configuration (frozen: tests share it)
+TINY_CONFIG = ModelConfig(
+    conv_filters=(4,),
+    kernel_size=3,
+    pool_size=4,
+    lstm_units=4,
+    dense_units=8,
+    epochs=1,
+    batch_size=16,
+    patience=1,
+)
+
+
 @pytest.fixture
 def tiny_config() -> ModelConfig:
-    return ModelConfig(
-        conv_filters=(4,),
-        kernel_size=3,
-        pool_size=4,
-        lstm_units=4,
-        dense_units=8,
-        epochs=1,
-        batch_size=16,
-        patience=1,
-    )
+    return TINY_CONFIG
 
 
 @pytest.fixture

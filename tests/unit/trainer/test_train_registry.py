@@ -5,21 +5,31 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from tests.unit.trainer.conftest import TINY_CONFIG
 from trainer import registry
 from trainer.model import ModelConfig, predict_proba
 from trainer.serving import champion_version, load_alias, load_version
-from trainer.train import TrainOptions, cross_validate, train
+from trainer.train import TrainOptions, TrainResult, cross_validate, train
 from wearmon.settings import Settings
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, TrainOptions, TrainResult]:
+    """One tiny model trained on subjects 1-3 into a registry of its own: version 1, the
+    champion. The tests below read it; only the fine-tuning test registers (version 2) and
+    it leaves the champion alone."""
+    settings = Settings(data_dir=tmp_path_factory.mktemp("trained") / "data")
+    opts = TrainOptions(
+        config=TINY_CONFIG, subjects=("1", "2", "3"), max_windows_per_subject=24, train_hop=100
+    )
+    return settings, opts, train(settings, opts)
 
 
 @pytest.mark.slow
 def test_train_register_load_by_alias_same_predictions(
-    settings: Settings, tiny_config: ModelConfig
+    trained: tuple[Settings, TrainOptions, TrainResult],
 ) -> None:
-    opts = TrainOptions(
-        config=tiny_config, subjects=("1", "2", "3"), max_windows_per_subject=24, train_hop=100
-    )
-    res = train(settings, opts)
+    settings, _, res = trained
     assert res.version == "1"
     assert set(res.split.train) | set(res.split.val) | set(res.split.test) == {"1", "2", "3"}
     assert not set(res.split.train) & set(res.split.test)
@@ -62,12 +72,9 @@ def test_train_register_load_by_alias_same_predictions(
 
 @pytest.mark.slow
 def test_fine_tune_from_version_with_frozen_conv(
-    settings: Settings, tiny_config: ModelConfig
+    trained: tuple[Settings, TrainOptions, TrainResult],
 ) -> None:
-    base = TrainOptions(
-        config=tiny_config, subjects=("1", "2", "3"), max_windows_per_subject=16, train_hop=100
-    )
-    first = train(settings, base)
+    settings, base, first = trained
     tuned = train(
         settings, TrainOptions(**{**base.__dict__, "init_from": "champion", "freeze_conv": True})
     )
@@ -98,14 +105,11 @@ def test_cross_validation_reports_mean_and_spread(
 
 @pytest.mark.slow
 def test_evaluate_writes_json_markdown_png_and_logs(
-    settings: Settings, tiny_config: ModelConfig
+    trained: tuple[Settings, TrainOptions, TrainResult],
 ) -> None:
     from trainer.evaluate_run import evaluate_version
 
-    opts = TrainOptions(
-        config=tiny_config, subjects=("1", "2", "3"), max_windows_per_subject=12, train_hop=100
-    )
-    res = train(settings, opts)
+    settings, _, res = trained
     out = evaluate_version(settings, "champion", subjects=res.split.test)
     m = out["metrics"]
     assert out["version"] == "1" and m["n"] > 0

@@ -305,6 +305,8 @@ class Monitor:
             log.warning("retraining pid %d stopped: the policy left RETRAINING", self.proc.pid)
             processes.stop(self.proc, timeout_s=10)
             self.proc = None
+            if s.transitions:
+                self._mark_stopped(s.transitions[0].trigger_id, s.transitions[0].reason)
             self.metrics.retrainings.labels(result="failed").inc()
         for t in s.transitions:
             log.info("policy %s -> %s (%s) [%s]", t.from_state, t.to_state, t.reason, t.trigger_id)
@@ -383,8 +385,21 @@ class Monitor:
         processes.stop(self.proc, timeout_s=10)
         self.proc = None
         self.metrics.retrainings.labels(result="failed").inc()
+        self._mark_stopped(self.state.trigger_id, "the monitor stopped")
         ev = RetrainFinished(self.clock(), self.state.trigger_id, "failed", "the monitor stopped")
         self.feed(ev)
+
+    def _mark_stopped(self, trigger_id: str, reason: str) -> None:
+        """A retraining the monitor stopped cannot write its own end: its hash says failed
+        (unless it ended first), so ``retrain:{id}`` never stays "running"."""
+        from trainer.retrain import write_status
+
+        h = {_s(k): _s(v) for k, v in self.client.hgetall(keys.retrain_key(trigger_id)).items()}
+        if h.get("status") not in FINAL:
+            write_status(
+                self.client, self.settings, trigger_id, status="failed", reason=reason,
+                finished_ms=self.clock(),
+            )  # fmt: skip
 
     # the check -----------------------------------------------------------------------
 

@@ -376,6 +376,18 @@ def test_a_retraining_past_its_timeout_is_stopped_and_cools_down(
     assert "timed out after 5 s" in step.transitions[0].reason
     assert mon.proc is None and proc.poll() is not None  # stopped
     assert mon.state.last_result == "failed"
+    h = {k.decode(): v.decode() for k, v in redis_client.hgetall(
+        keys.retrain_key(step.transitions[0].trigger_id)).items()}  # fmt: skip
+    assert h["status"] == "failed" and "timed out after 5 s" in h["reason"]  # not "running"
+    # a monitor that stops during a retraining marks it failed too
+    mon.feed(Tick(10**9))  # cooldown over
+    mon.feed(Check(10**9 + 1, True, 500, 3.0))
+    assert mon.state.state == RETRAINING
+    mon.proc = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    tid = mon.state.trigger_id
+    mon.stop_retraining()
+    h = {k.decode(): v.decode() for k, v in redis_client.hgetall(keys.retrain_key(tid)).items()}
+    assert h["status"] == "failed" and h["reason"] == "the monitor stopped"
 
 
 def test_the_monitor_reads_what_the_stream_sink_writes(

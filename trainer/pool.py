@@ -563,7 +563,7 @@ def read_samples_topic(
                 f"cannot read the samples topic {topic} for labelled stream windows: {exc}"
             ) from None
         if topic not in meta.topics or meta.topics[topic].error is not None:
-            return {}, counts
+            return {hop: {} for hop in all_hops}, counts
         since = int((time.time() - lookback_s) * 1000)
         tps = [TopicPartition(topic, p, since) for p in meta.topics[topic].partitions]
         starts = consumer.offsets_for_times(tps, timeout=10)
@@ -573,7 +573,7 @@ def read_samples_topic(
             if tp.offset not in (OFFSET_END, -1) and tp.offset < hi:
                 todo[tp.partition] = hi
         if not todo:
-            return {}, counts
+            return {hop: {} for hop in all_hops}, counts
         consumer.assign([tp for tp in starts if tp.partition in todo])
         now = int(time.time() * 1000)
         while todo and counts["messages"] < max_messages:

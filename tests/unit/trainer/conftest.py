@@ -16,7 +16,11 @@ THESIS = Path(__file__).resolve().parents[4] / "shared" / "anchors" / "thesis-mo
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return Settings(data_dir=tmp_path / "data")
+    """Unit settings: their own data dir, and a Redis port nothing listens on (a stack left
+    up on the default ports, a demo's, must not be written to by unit tests)."""
+    from wearmon.stack import free_port
+
+    return Settings(data_dir=tmp_path / "data", ports={"redis": free_port()})
 
 
 #: a tiny model configuration (frozen: tests share it)

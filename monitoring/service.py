@@ -22,6 +22,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -286,6 +287,8 @@ class Monitor:
         self.state: PolicyState = self.store.load()
         self.proc: subprocess.Popen[bytes] | None = None
         self._counters: dict[str, float] | None = None
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="drift-report")
+        self._pending: list[Future[Any]] = []
         self.metrics.set_state(self.state.state)
 
     # the policy ----------------------------------------------------------------------
@@ -461,10 +464,21 @@ class Monitor:
         from monitoring.reports import report_dir, write_report
 
         name = f"drift-{res.at_ms}-{trans[-1].to_state}"
-        _, html = write_report(
-            report_dir(self.settings), name, ref, batch, res, self.settings.monitor.reports_keep
-        )
-        return html
+        folder = report_dir(self.settings)
+        keep = self.settings.monitor.reports_keep
+        # off the check's thread: an Evidently report takes 3-12 s (30 s under load), and a
+        # check that waits for it delays the next by as much (one writer thread, in order)
+        self._pending.append(self._writer.submit(write_report, folder, name, ref, batch, res, keep))
+        return folder / f"{name}.html"
+
+    def flush_reports(self, timeout_s: float = 120.0) -> None:
+        """Wait for the reports being written (a report that fails is logged)."""
+        pending, self._pending = self._pending, []
+        for fut in pending:
+            try:
+                fut.result(timeout=timeout_s)
+            except Exception as exc:  # a report is an output, never the check's failure
+                log.warning("drift report not written: %s: %s", type(exc).__name__, exc)
 
     # the service loop ----------------------------------------------------------------
 
@@ -550,6 +564,7 @@ def serve(settings: Any, stop: threading.Event | None = None) -> None:
         mon.run(stop)
     finally:
         mon.stop_retraining()
+        mon.flush_reports()
         client.close()
 
 
@@ -604,9 +619,13 @@ def check_once(settings: Any) -> CheckOutcome:
     import redis
 
     client = redis.Redis.from_url(settings.redis.url, **settings.redis.client_kwargs())
+    mon = None
     try:
-        return Monitor(settings, client).check_once()
+        mon = Monitor(settings, client)
+        return mon.check_once()
     except RegistryError as exc:
         raise MonitorError(f"no reference to check against: {exc}") from None
     finally:
+        if mon is not None:
+            mon.flush_reports()  # the report it names is on disk when it returns
         client.close()

@@ -130,7 +130,9 @@ def test_checks_move_the_policy_and_a_restart_resumes_it(
     out = mon.check_once()
     assert out.result is not None and out.result.drifted, describe(out)
     assert [t.to_state for t in out.transitions] == [SUSPECT]
-    assert out.report is not None and out.report.is_file()  # a state change: a report
+    assert out.report is not None  # a state change: a report, written off the check's thread
+    mon.flush_reports()
+    assert out.report.is_file()
     trigger = mon.state.trigger_id
     assert trigger
 

@@ -91,9 +91,9 @@ class Pipeline:
         try:
             self.base_version = self.cfg.champion or self._train_base()
             self._reset_champion()
-            self.worker = processes.start(
-                self.settings, ["process"], self.cfg.out_dir / "logs" / "worker.log"
-            )
+            logfile = self.cfg.out_dir / "logs" / "worker.log"
+            self.worker = processes.start(self.settings, ["process"], logfile)
+            wait_serving(self.settings, self.worker, logfile)
         except BaseException:
             self._stack.down()
             raise
@@ -154,6 +154,31 @@ class Pipeline:
         import redis
 
         return redis.Redis.from_url(self.settings.redis.url, **self.settings.redis.client_kwargs())
+
+
+def wait_serving(settings: Settings, worker: Any, logfile: Path, timeout_s: float = 180) -> str:
+    """Wait until the worker serves a model (its metrics say which) and return the version:
+    a replay started before would time its first minutes by the worker's start-up."""
+    import re
+    import urllib.request
+
+    url = f"http://127.0.0.1:{settings.metrics.stream_port}/metrics"
+    pattern = re.compile(
+        r'^wearmon_stream_model_version_info\{model_version="([^"]+)"\} 1\.0$', re.M
+    )
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if worker.poll() is not None:
+            raise WearmonError(f"the worker exited during start-up; see {logfile}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                found = pattern.search(resp.read().decode())
+        except OSError:
+            found = None
+        if found:
+            return found.group(1)
+        time.sleep(0.5)
+    raise WearmonError(f"the worker served no model within {timeout_s:.0f} s; see {logfile}")
 
 
 def _newest_window_ms(client: Any) -> int:
@@ -301,6 +326,7 @@ def run_scenario(
         stop.set()
         thread.join(timeout=60)
         mon.stop_retraining()
+        mon.flush_reports()
     result = _measure(pipe, sc, client, devices, checks, log_start, onset, rc)
     result.wall_s = time.monotonic() - t0
     st = stats.get("replay")

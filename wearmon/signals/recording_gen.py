@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +38,7 @@ def _session_source(
     rest_s: float,
     max_exercises: int | None,
     duration_s: float | None,
+    exercises: Sequence[int] | None = None,
 ) -> tuple[str, np.ndarray, list[tuple[int, int, str]]]:
     """The session at 50 Hz: (subject, samples (N, 6) in g / rad/s, [(start, end, label)] ms)."""
     from wearmon.signals.readers import seglearn_watch_path
@@ -55,6 +57,11 @@ def _session_source(
         if subj not in avail:
             raise BadRecordingError(f"unknown seglearn subject {subject!r}; use one of {avail}")
     idx = np.flatnonzero(subjects == subj)
+    if exercises is not None:
+        bad = [e for e in exercises if not 0 <= e < len(idx)]
+        if bad:
+            raise BadRecordingError(f"subject {subj} has exercises 0..{len(idx) - 1}, not {bad[0]}")
+        idx = idx[list(exercises)]
     order = list(rng.permutation(idx))
     if max_exercises is not None:
         order = order[: max(1, max_exercises)]
@@ -160,16 +167,24 @@ def make_recording(
     jitter_ms: float = 1.5,
     max_exercises: int | None = None,
     duration_s: float | None = None,
+    exercises: Sequence[int] | None = None,
 ) -> list[Path]:
     """Write a Garmin-style Excel pair + labels sidecar; returns [accel, gyro, labels] paths.
 
     ``subject`` is a seglearn subject (1..10; random by ``seed`` when None); ``max_exercises``
     keeps the session short (tests), ``duration_s`` repeats the subject's exercises until the
-    session is that long (benchmarks). Deterministic for a given seed.
+    session is that long (benchmarks), ``exercises`` keeps only these of the subject's
+    exercises (positions in the data set's order: sessions of one person with no exercise in
+    common). Deterministic for a given seed.
     """
     rng = np.random.default_rng(seed)
     subj, src, spans = _session_source(
-        rng, None if subject is None else str(subject), rest_s, max_exercises, duration_s
+        rng,
+        None if subject is None else str(subject),
+        rest_s,
+        max_exercises,
+        duration_s,
+        exercises,
     )
     t0 = start if isinstance(start, dt.datetime) else dt.datetime.fromisoformat(start)
     if t0.tzinfo is None:

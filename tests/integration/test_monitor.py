@@ -155,6 +155,7 @@ def test_checks_move_the_policy_and_a_restart_resumes_it(
         (OK, SUSPECT), (SUSPECT, DRIFT), (DRIFT, RETRAINING), (RETRAINING, COOLDOWN),
     ]  # fmt: skip
     assert redis_client.xlen(keys.DRIFT_HIST) == 3
+    mon2.flush_reports()  # written by its own thread
     reports = sorted((tmp_path / "data" / "monitor" / "reports").glob("drift-*.html"))
     assert len(reports) == 2  # bounded: reports_keep
 

@@ -45,6 +45,8 @@ class StreamMetrics:
         self.samples_dropped = Counter(
             p + "samples_dropped", "Samples dropped by the windower", ["reason"], registry=r
         )
+        for reason in ("late", "duplicate"):  # at 0 from the start: a panel and a rate see a
+            self.samples_dropped.labels(reason=reason)  # clean run as 0, not as no data
         self.batch_size = Histogram(
             p + "batch_size", "Windows per inference call", buckets=BATCH_BUCKETS, registry=r
         )

@@ -128,31 +128,17 @@ def recordings(folder: Path, say: Callable[[str], None]) -> list[Any]:
                     sub, subject=subj, seed=100 * int(subj) + k, exercises=range(k, 14, 4)
                 )
                 accel, gyro = [paths[0]], [paths[1]]
-            rec = read_garmin_pair(accel[0], gyro[0])
-            out.append(rec)
+            out.append(read_garmin_pair(accel[0], gyro[0]))
     say(f"{len(out)} Garmin sessions of subjects {', '.join(DEMO_SUBJECTS)} in {folder}")
     return out
 
 
-def _prometheus(settings: Settings, query: str) -> float | None:
-    import urllib.parse
-    import urllib.request
-
-    url = f"http://127.0.0.1:{settings.ports.prometheus}/api/v1/query?" + urllib.parse.urlencode(
-        {"query": query}
-    )
-    try:
-        with urllib.request.urlopen(url, timeout=5) as resp:
-            result = json.load(resp)["data"]["result"]
-        value = float(result[0]["value"][1]) if result else None
-    except (OSError, ValueError, KeyError, IndexError):
-        return None
-    return None if value is None or math.isnan(value) else value
-
-
 def _latency(settings: Settings) -> dict[str, float | None]:
+    from monitoring.dashboards.live import Prometheus
+
+    prom = Prometheus(f"http://127.0.0.1:{settings.ports.prometheus}", timeout_s=5)
     q = "histogram_quantile({}, sum by (le) (wearmon_stream_e2e_latency_seconds_bucket))"
-    return {f"p{int(p * 100)}": _prometheus(settings, q.format(p)) for p in (0.5, 0.95, 0.99)}
+    return {f"p{int(p * 100)}": prom.instant(q.format(p)) for p in (0.5, 0.95, 0.99)}
 
 
 def _newest(folder: Path, pattern: str) -> Path | None:
@@ -199,6 +185,7 @@ def run_demo(base: Settings, cfg: DemoConfig, say: Callable[[str], None]) -> Dem
     from monitoring.backtest import Scenario, plot_timeline
     from monitoring.backtest_pipeline import BacktestConfig, Pipeline, run_scenario
     from monitoring.metrics import MonitorMetrics
+    from trainer.serving import champion_version
     from wearmon.stack import LocalStack
 
     if cfg.drift not in DRIFTS:
@@ -266,18 +253,12 @@ def run_demo(base: Settings, cfg: DemoConfig, say: Callable[[str], None]) -> Dem
             accuracy={k: (None if math.isnan(v) else v) for k, v in res.accuracy.items()},
             latency_s=_latency(settings),
             champion_before=pipe.base_version,
-            champion_after=_champion(settings),
+            champion_after=str(champion_version(settings) or ""),
             wall_s=time.monotonic() - t0,
             pictures=pictures,
         )
     (out / "summary.json").write_text(summary.to_json())
     return summary
-
-
-def _champion(settings: Settings) -> str:
-    from trainer import registry
-
-    return str(registry.alias_version(settings) or "")
 
 
 def _pictures(

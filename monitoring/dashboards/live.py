@@ -9,6 +9,7 @@ redis-datasource plugin sends. Used by ``wearmon dashboards render`` and the que
 from __future__ import annotations
 
 import json
+import math
 import re
 import time
 import urllib.error
@@ -90,6 +91,16 @@ class Prometheus:
         if body.get("status") != "success":
             raise DashboardQueryError(f"Prometheus: {body.get('error', body)}")
         return body["data"]
+
+    def instant(self, expr: str) -> float | None:
+        """The first sample of an instant query now; None when there is none, it is NaN, or
+        Prometheus cannot answer (a summary line, not a panel)."""
+        try:
+            result = self._get("/api/v1/query", {"query": expr})["result"]
+            value = float(result[0]["value"][1]) if result else None
+        except (DashboardQueryError, ValueError, KeyError, IndexError):
+            return None
+        return None if value is None or math.isnan(value) else value
 
     def run(self, q: PanelQuery, w: Window) -> Result:
         expr = substitute(

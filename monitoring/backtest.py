@@ -18,6 +18,7 @@ records, so they are tested without the pipeline.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import time
@@ -93,6 +94,9 @@ SCENARIOS: dict[str, Scenario] = {
             labels=False,
             retrain=True,
             device_s=2400.0,
+            # past a whole cooldown after the refusal: a second retraining, if any, shows
+            # whether the cooldown held
+            after_s=1500.0,
             expect="detected, refused, no storm",
         ),
     )
@@ -141,6 +145,10 @@ class ScenarioResult:
     alarms: int = 0
     alarms_per_device_hour: float = 0.0
     retrainings: int = 0
+    #: device-seconds between consecutive retrainings (a storm shows as gaps < the cooldown)
+    retrain_gaps_s: list[float] = field(default_factory=list)
+    #: the stream's end-to-end latency (p50, p99; s) while a retraining ran, from Prometheus
+    stream_while_retraining: dict[str, float | None] = field(default_factory=dict)
     wall_s: float = 0.0
     #: samples the replay sent
     samples: int = 0
@@ -175,6 +183,12 @@ def count_alarms(transitions: Iterable[Mapping[str, str]], before_ms: int | None
             continue
         n += 1
     return n
+
+
+def retrain_gaps(transitions: Iterable[Mapping[str, str]]) -> list[float]:
+    """Device-seconds between consecutive entries into RETRAINING."""
+    starts = [int(t.get("at_ms", 0)) for t in transitions if t.get("to") == "retraining"]
+    return [(b - a) / 1000.0 for a, b in itertools.pairwise(starts)]
 
 
 def alarms_per_device_hour(alarms: int, device_hours: float) -> float:
@@ -245,8 +259,9 @@ def markdown_table(results: Sequence[ScenarioResult]) -> str:
     head = (
         "| scenario | devices | device-hours | windows scored | first drifted check (s) "
         "| policy DRIFT (s) "
-        "| alarms / device-h | retrainings | gate | accuracy before / during / after |\n"
-        "|---|---|---|---|---|---|---|---|---|---|\n"
+        "| alarms / device-h | retrainings | gate | accuracy before / during / after "
+        "| stream p50 / p99 while retraining |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|\n"
     )
     rows = []
     for r in results:
@@ -257,7 +272,9 @@ def markdown_table(results: Sequence[ScenarioResult]) -> str:
         rows.append(
             f"| {r.scenario.title} | {r.devices} | {r.device_hours:.2f} "
             f"| {r.windows} | {_fmt(r.first_drifted_s)} | {_fmt(r.detected_s)} "
-            f"| {r.alarms} ({_fmt(r.alarms_per_device_hour, '.3f')}) | {r.retrainings} "
+            f"| {r.alarms} ({_fmt(r.alarms_per_device_hour, '.3f')}) | {r.retrainings}"
+            + (f" ({min(r.retrain_gaps_s):.0f} s apart)" if r.retrain_gaps_s else "")
+            + " "
             f"| {gate.replace('|', '/')} "
             f"| {_pct(acc.get('before'))} / {_pct(acc.get('during'))} / {_pct(acc.get('after'))}"
             + (
@@ -266,9 +283,16 @@ def markdown_table(results: Sequence[ScenarioResult]) -> str:
                 if acc.get("n_after_held_out")
                 else ""
             )
-            + " |"
+            + f" | {_latency_cell(r.stream_while_retraining)} |"
         )
     return head + "\n".join(rows) + "\n"
+
+
+def _latency_cell(lat: Mapping[str, float | None]) -> str:
+    if not lat:
+        return "—"
+    cell = f"{_fmt(lat.get('p50'), '.2f')} / {_fmt(lat.get('p99'), '.2f')} s"
+    return cell + (f" ({lat['wall_s']:.0f} s)" if lat.get("wall_s") else "")
 
 
 # --- the timeline picture ---------------------------------------------------------------
@@ -388,7 +412,10 @@ def drive(
     state: Callable[[], str],
     version: Callable[[], str],
 ) -> list[CheckRecord]:
-    """Call ``check`` every ``interval_wall_s`` until ``done()``; one record per check."""
+    """Call ``check`` every ``interval_wall_s`` until ``done()``; one record per check. A
+    check that took longer than the interval is followed by a pause as long as it took: at
+    20x real time the interval is one wall second, checks back to back took a whole core and
+    starved the niced retraining beside them (a real monitor checks once a minute)."""
     records: list[CheckRecord] = []
     next_at = time.monotonic()
     while not done():
@@ -410,6 +437,7 @@ def drive(
             model_version=version(),
             wall_s=time.monotonic() - now,
         )
+        next_at = max(next_at, time.monotonic() + rec.wall_s)
         records.append(rec)
         if on_check is not None:
             on_check(rec)

@@ -32,6 +32,7 @@ from monitoring.backtest import (
     interleave_subjects,
     markdown_table,
     plot_timeline,
+    retrain_gaps,
     scored_windows,
 )
 from wearmon import processes
@@ -327,11 +328,29 @@ def run_scenario(
         thread.join(timeout=60)
         mon.stop_retraining()
         mon.flush_reports()
+    # the worker is still writing what the replay sent last: measure once it has settled, so
+    # that every figure of the result counts the same windows as Redis does afterwards
+    _settle(client, devices, quiet_s=max(3.0, 2 * pipe.settings.stream.checkpoint_s))
     result = _measure(pipe, sc, client, devices, checks, log_start, onset, rc)
     result.wall_s = time.monotonic() - t0
     st = stats.get("replay")
     result.samples = int(st.samples) if st is not None else 0
     return result, scored_windows(client, devices)
+
+
+def _settle(client: Any, devices: list[str], quiet_s: float, cap_s: float = 60.0) -> int:
+    """Wait until the windows written for ``devices`` stop changing for ``quiet_s`` (at most
+    ``cap_s``); the count then."""
+    end = time.monotonic() + cap_s
+    last, since = -1, time.monotonic()
+    while time.monotonic() < end:
+        n = _windows_written(client, devices)
+        if n != last:
+            last, since = n, time.monotonic()
+        elif time.monotonic() - since >= quiet_s:
+            break
+        time.sleep(0.25)
+    return last
 
 
 def _loop_done(mon: Any, sc: Scenario, clock: Any, done_at: list[float], stop: Any) -> bool:
@@ -384,6 +403,7 @@ def _measure(
     device_h = all_windows * hop_h
     clean_h = device_h if onset is None else _windows_written(client, devices, onset) * hop_h
     alarms = count_alarms(transitions, before_ms=onset)
+    spans = _retraining_spans(raw)
     return ScenarioResult(
         scenario=sc,
         devices=len(devices),
@@ -401,7 +421,40 @@ def _measure(
         alarms=alarms,
         alarms_per_device_hour=alarms_per_device_hour(alarms, clean_h),
         retrainings=len(triggers),
+        retrain_gaps_s=retrain_gaps(transitions),
+        stream_while_retraining=_stream_latency(pipe.settings, spans[0]) if spans else {},
     )
+
+
+def _retraining_spans(raw: list[Any]) -> list[tuple[float, float]]:
+    """Wall time (Unix s) of each retraining, from the policy log's entry ids (Redis time)."""
+    spans, start = [], None
+    for entry_id, f in raw:
+        at = int(_s(entry_id).split("-")[0]) / 1000.0
+        to = _s(f.get(b"to", f.get("to", "")))
+        if to == "retraining":
+            start = at
+        elif start is not None:
+            spans.append((start, at))
+            start = None
+    return spans
+
+
+def _stream_latency(settings: Settings, span: tuple[float, float]) -> dict[str, float | None]:
+    """p50 and p99 of the stream's end-to-end latency over ``span`` (Prometheus histogram;
+    interpolated within its buckets), and the span's length."""
+    from monitoring.dashboards.live import Prometheus
+
+    start, end = span
+    time.sleep(max(0.0, end + 6.0 - time.time()))  # one more scrape after the end
+    prom = Prometheus(f"http://127.0.0.1:{settings.ports.prometheus}", timeout_s=5)
+    rng = max(15, round(end - start))
+    q = (
+        "histogram_quantile({}, sum by (le) "
+        f"(increase(wearmon_stream_e2e_latency_seconds_bucket[{rng}s])))"
+    )
+    out = {f"p{int(p * 100)}": prom.instant(q.format(p), at_s=end + 5) for p in (0.5, 0.99)}
+    return {**out, "wall_s": end - start}
 
 
 def held_out_devices(retrain: dict[str, str]) -> list[str]:
@@ -464,6 +517,8 @@ def _write(out: Path, results: list[ScenarioResult]) -> None:
                 if math.isnan(r.alarms_per_device_hour)
                 else r.alarms_per_device_hour,
                 "retrainings": r.retrainings,
+                "retrain_gaps_s": r.retrain_gaps_s,
+                "stream_while_retraining": r.stream_while_retraining,
                 "retrain": r.retrain,
                 "accuracy": {k: (None if math.isnan(v) else v) for k, v in r.accuracy.items()},
                 "transitions": r.transitions,

@@ -92,11 +92,15 @@ class Prometheus:
             raise DashboardQueryError(f"Prometheus: {body.get('error', body)}")
         return body["data"]
 
-    def instant(self, expr: str) -> float | None:
-        """The first sample of an instant query now; None when there is none, it is NaN, or
-        Prometheus cannot answer (a summary line, not a panel)."""
+    def instant(self, expr: str, at_s: float | None = None) -> float | None:
+        """The first sample of an instant query now (or at Unix time ``at_s``); None when
+        there is none, it is NaN, or Prometheus cannot answer (a summary line, not a
+        panel)."""
+        params: dict[str, Any] = {"query": expr}
+        if at_s is not None:
+            params["time"] = f"{at_s:.3f}"
         try:
-            result = self._get("/api/v1/query", {"query": expr})["result"]
+            result = self._get("/api/v1/query", params)["result"]
             value = float(result[0]["value"][1]) if result else None
         except (DashboardQueryError, ValueError, KeyError, IndexError):
             return None

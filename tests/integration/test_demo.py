@@ -37,9 +37,11 @@ def test_demo_short_form_tells_the_story_and_its_figures_are_true(tmp_path: Path
     env = dict(os.environ, WEARMON_DATA_DIR=str(tmp_path), PYTHONUNBUFFERED="1")
     env.update({k: str(v) for k, v in ports.items()})
     cmd = [sys.executable, "-m", "wearmon.cli.main"]
+    # --duration is a cap, not the length: the demo ends --after device-s after the
+    # retraining ended; a short cap ended the replay while a slow retraining still ran
     proc = subprocess.run(
-        [*cmd, "demo", "--quick", "--devices", "6", "--speed", "20", "--onset", "60",
-         "--after", "60", "--duration", "1500", "--epochs", "2", "--keep-stack"],
+        [*cmd, "demo", "--quick", "--devices", "6", "--speed", "10", "--onset", "60",
+         "--after", "60", "--duration", "6000", "--epochs", "2", "--keep-stack"],
         env=env, capture_output=True, text=True, timeout=900,
     )  # fmt: skip
     out = proc.stdout

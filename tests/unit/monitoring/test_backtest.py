@@ -3,6 +3,7 @@ and the timeline picture, on hand-made records."""
 
 from __future__ import annotations
 
+import itertools
 import math
 from pathlib import Path
 
@@ -15,9 +16,11 @@ from monitoring.backtest import (
     alarms_per_device_hour,
     count_alarms,
     detection,
+    drive,
     interleave_subjects,
     markdown_table,
     plot_timeline,
+    retrain_gaps,
     rolling_accuracy,
     timeline_checks,
 )
@@ -58,6 +61,16 @@ def test_alarms_count_entries_into_drift_before_the_onset() -> None:
     assert count_alarms(ts, before_ms=ONSET) == 1
     assert alarms_per_device_hour(1, 2.0) == 0.5
     assert math.isnan(alarms_per_device_hour(0, 0.0))
+
+
+def test_retrain_gaps_are_device_seconds_between_entries_into_retraining() -> None:
+    ts = [
+        {"from": "drift", "to": "retraining", "at_ms": "30000"},
+        {"from": "retraining", "to": "cooldown", "at_ms": "90000"},
+        {"from": "drift", "to": "retraining", "at_ms": "1030000"},
+    ]
+    assert retrain_gaps(ts) == [1000.0]
+    assert retrain_gaps(ts[:2]) == []
 
 
 def test_accuracy_phases_split_by_onset_and_by_the_promoted_version() -> None:
@@ -139,11 +152,15 @@ def _result() -> ScenarioResult:
 
 
 def test_markdown_table_has_one_row_per_scenario_and_no_stray_pipes() -> None:
-    table = markdown_table([_result()])
-    lines = table.strip().splitlines()
-    assert len(lines) == 3
+    res = _result()
+    res.retrain_gaps_s = [1000.0, 950.0]
+    res.stream_while_retraining = {"p50": 0.11, "p99": 0.42, "wall_s": 95.0}
+    lines = markdown_table([res, _result()]).strip().splitlines()
+    assert len(lines) == 4
     row = lines[2]
-    assert row.count("|") == lines[0].count("|")
+    assert all(r.count("|") == lines[0].count("|") for r in lines[1:])
+    assert "| 1 (950 s apart) |" in row and "| 0.11 / 0.42 s (95 s) |" in row
+    assert lines[3].endswith("| — |")
     assert "80.0 % / 30.0 % / 85.0 %" in row and "promoted: better / on new data" in row
     assert "| 30.0 | 50.0 |" in row
 
@@ -161,3 +178,21 @@ def test_a_check_before_any_window_is_not_on_the_timeline() -> None:
     shown = timeline_checks(res)
     assert shown and all(c.newest_window_ms > 0 for c in shown)
     assert len(shown) == len(res.checks) - 1
+
+
+def test_a_slow_check_is_followed_by_a_pause_as_long_as_it_took() -> None:
+    import time
+
+    starts: list[float] = []
+
+    def check() -> None:
+        starts.append(time.monotonic())
+        time.sleep(0.2)
+
+    recs = drive(
+        check, lambda: 0, lambda: 0, interval_wall_s=0.01, done=lambda: len(starts) >= 3,
+        state=lambda: "ok", version=lambda: "1",
+    )  # fmt: skip
+    assert len(recs) == 3 and all(r.wall_s >= 0.2 for r in recs)
+    gaps = [b - a for a, b in itertools.pairwise(starts)]
+    assert all(g >= 0.4 for g in gaps), gaps  # the check's 0.2 s and as long again

@@ -422,7 +422,9 @@ def _measure(
         alarms_per_device_hour=alarms_per_device_hour(alarms, clean_h),
         retrainings=len(triggers),
         retrain_gaps_s=retrain_gaps(transitions),
-        stream_while_retraining=_stream_latency(pipe.settings, spans[0]) if spans else {},
+        stream_while_retraining=(
+            _stream_latency(pipe.settings, spans[0]) if spans and sc.retrain else {}
+        ),
     )
 
 

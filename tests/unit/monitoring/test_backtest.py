@@ -180,6 +180,17 @@ def test_a_check_before_any_window_is_not_on_the_timeline() -> None:
     assert len(shown) == len(res.checks) - 1
 
 
+def test_a_window_ahead_of_the_checks_clock_is_of_another_replay_and_not_shown() -> None:
+    res = _result()
+    # the first check of a scenario read the newest window of the one before (its replay
+    # ran on a later time base): ahead of the check's own device clock
+    res.checks = [CheckRecord(ONSET - 9000, ONSET + 5_000_000, 0.2, False, "ok", 120, "1"),
+                  *res.checks]  # fmt: skip
+    shown = timeline_checks(res)
+    assert len(shown) == len(res.checks) - 1
+    assert all(c.newest_window_ms <= c.device_ms for c in shown)
+
+
 def test_a_slow_check_is_followed_by_a_pause_as_long_as_it_took() -> None:
     import time
 

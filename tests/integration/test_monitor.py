@@ -68,7 +68,9 @@ def reference(seglearn: Any) -> FixedReference:
 def _push(client: Any, feats: np.ndarray, device: str, t0_ms: int, version: str = "3") -> None:
     """Live windows as the stream processor writes them to feat:live."""
     client.set(keys.FEATURE_NAMES_KEY, json.dumps(FEATURE_NAMES))
-    pipe = client.pipeline(transaction=False)
+    # one MULTI/EXEC: a monitor checking every second sees all of them or none (a check in
+    # the middle of a plain pipeline read part of them)
+    pipe = client.pipeline(transaction=True)
     for i, row in enumerate(np.round(feats, 6).tolist()):
         pipe.xadd(
             keys.FEATURES_KEY,

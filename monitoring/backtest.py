@@ -283,7 +283,7 @@ def markdown_table(results: Sequence[ScenarioResult]) -> str:
                 if acc.get("n_after_held_out")
                 else ""
             )
-            + f" | {_latency_cell(r.stream_while_retraining if r.scenario.retrain else {})} |"
+            + f" | {_latency_cell(r.stream_while_retraining)} |"
         )
     return head + "\n".join(rows) + "\n"
 

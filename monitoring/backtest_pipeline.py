@@ -445,18 +445,28 @@ def _retraining_spans(raw: list[Any]) -> list[tuple[float, float]]:
 def _stream_latency(settings: Settings, span: tuple[float, float]) -> dict[str, float | None]:
     """p50 and p99 of the stream's end-to-end latency over ``span`` (Prometheus histogram;
     interpolated within its buckets), and the span's length."""
-    from monitoring.dashboards.live import Prometheus
-
     start, end = span
     time.sleep(max(0.0, end + 6.0 - time.time()))  # one more scrape after the end
-    prom = Prometheus(f"http://127.0.0.1:{settings.ports.prometheus}", timeout_s=5)
-    rng = max(15, round(end - start))
-    q = (
-        "histogram_quantile({}, sum by (le) "
-        f"(increase(wearmon_stream_e2e_latency_seconds_bucket[{rng}s])))"
-    )
-    out = {f"p{int(p * 100)}": prom.instant(q.format(p), at_s=end + 5) for p in (0.5, 0.99)}
+    out = stream_latency(settings, (0.5, 0.99), range_s=max(15, round(end - start)), at_s=end + 5)
     return {**out, "wall_s": end - start}
+
+
+def stream_latency(
+    settings: Settings,
+    quantiles: tuple[float, ...],
+    range_s: int | None = None,
+    at_s: float | None = None,
+) -> dict[str, float | None]:
+    """Quantiles of the stream's end-to-end latency histogram in the stack's Prometheus: of
+    every window since the worker started, or of the ``range_s`` seconds before ``at_s``."""
+    from monitoring.dashboards.live import Prometheus
+
+    prom = Prometheus(f"http://127.0.0.1:{settings.ports.prometheus}", timeout_s=5)
+    series = "wearmon_stream_e2e_latency_seconds_bucket"
+    if range_s is not None:
+        series = f"increase({series}[{range_s}s])"
+    q = "histogram_quantile({}, sum by (le) (" + series + "))"
+    return {f"p{int(p * 100)}": prom.instant(q.format(p), at_s=at_s) for p in quantiles}
 
 
 def held_out_devices(retrain: dict[str, str]) -> list[str]:

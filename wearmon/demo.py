@@ -134,11 +134,9 @@ def recordings(folder: Path, say: Callable[[str], None]) -> list[Any]:
 
 
 def _latency(settings: Settings) -> dict[str, float | None]:
-    from monitoring.dashboards.live import Prometheus
+    from monitoring.backtest_pipeline import stream_latency
 
-    prom = Prometheus(f"http://127.0.0.1:{settings.ports.prometheus}", timeout_s=5)
-    q = "histogram_quantile({}, sum by (le) (wearmon_stream_e2e_latency_seconds_bucket))"
-    return {f"p{int(p * 100)}": prom.instant(q.format(p)) for p in (0.5, 0.95, 0.99)}
+    return stream_latency(settings, (0.5, 0.95, 0.99))
 
 
 def _newest(folder: Path, pattern: str) -> Path | None:

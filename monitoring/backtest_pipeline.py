@@ -95,7 +95,9 @@ class Pipeline:
             logfile = self.cfg.out_dir / "logs" / "worker.log"
             self.worker = processes.start(self.settings, ["process"], logfile)
             wait_serving(self.settings, self.worker, logfile)
-        except BaseException:
+        except BaseException:  # Ctrl-C while the worker starts, too: nothing left running
+            if self.worker is not None:
+                processes.stop(self.worker)
             self._stack.down()
             raise
         return self

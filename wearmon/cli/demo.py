@@ -2,12 +2,47 @@
 
 from __future__ import annotations
 
+import signal
+from collections.abc import Callable
+from types import FrameType
+from typing import TypeVar
+
 import typer
 from rich.console import Console
 
 from wearmon.cli.common import settings_of
 
 console = Console(soft_wrap=True)  # a stage line is one line, also in a log
+
+T = TypeVar("T")
+
+
+def interruptible(fn: Callable[[], T]) -> tuple[T | None, bool]:
+    """``(fn(), False)``, or ``(None, True)`` when SIGINT or SIGTERM stopped it. Both
+    signals raise KeyboardInterrupt, so ``finally`` blocks stop what ``fn`` started (a
+    ``kill`` leaves nothing running either); an exception raised while one was pending
+    counts as the interruption (a signal inside C code, e.g. matplotlib's renderer, comes
+    out as its own error, such as "Invalid bounding box"). Only the first signal
+    interrupts: more of them while the clean-up runs are noted and let it finish."""
+    got: list[int] = []
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        got.append(signum)
+        if len(got) == 1:  # a second Ctrl-C does not cut the clean-up short
+            raise KeyboardInterrupt
+
+    before = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        return fn(), False
+    except KeyboardInterrupt:
+        return None, True
+    except Exception:
+        if not got:
+            raise
+        return None, True
+    finally:
+        for s, h in before.items():
+            signal.signal(s, h)
 
 
 def register(app: typer.Typer) -> None:
@@ -55,11 +90,12 @@ def register(app: typer.Typer) -> None:
         settings = settings_of(ctx)
         logfile = log_to_file(settings)
         console.print(f"stage lines here; the full log in {logfile}")
-        try:
-            summary = run_demo(settings, cfg, lambda line: console.print(line))
-        except KeyboardInterrupt:
+        summary, stopped = interruptible(
+            lambda: run_demo(settings, cfg, lambda line: console.print(line))
+        )
+        if stopped or summary is None:
             console.print("interrupted: the replay, worker, retraining and stack are stopped")
-            raise typer.Exit(130) from None
+            raise typer.Exit(130)
         console.rule("summary")
         for line in summary_lines(summary):
             console.print(line)

@@ -167,6 +167,24 @@ def base_holdout_subjects(meta: dict[str, Any] | None, subjects: list[str], seed
     return test or leave_subjects_out(subjects, 0.2, seed)[1]
 
 
+def base_val_subjects(
+    meta: dict[str, Any] | None, keep: list[str], val_fraction: float, seed: int
+) -> list[str]:
+    """The base subjects a retraining validates on (early stopping), out of ``keep`` (the
+    base subjects it may train on). The champion's own validation subjects when its
+    metadata has a split, none when it was trained without any: the challenger then
+    trains on every base subject the champion trained on, and more (a challenger that
+    gave up one of the champion's five training people for validation lost 3 points on
+    the base windows in two demo runs of four and was refused). Without a champion split:
+    ``val_fraction`` of ``keep`` (seeded), when more than two subjects are left."""
+    split = (meta or {}).get("split")
+    if split is not None:
+        return [s for s in split.get("val") or [] if s in keep]
+    if val_fraction > 0 and len(keep) > 2:
+        return leave_subjects_out(keep, val_fraction, seed)[1]
+    return []
+
+
 def _retrain(
     settings: Settings,
     trigger_id: str,
@@ -226,9 +244,9 @@ def _retrain(
             held_out=str(pool.manifest["stream"].get("held_out_by", "")),
         )
     holdout_subj = base_holdout_subjects(meta, pool.base_eval.subjects, preset_opts.config.seed)
-    data, split = _training_data(
-        pool, holdout_subj, preset_opts.val_fraction, preset_opts.config.seed + 1, Data
-    )
+    keep = [s for s in pool.base_eval.subjects if s not in holdout_subj]
+    val_subj = base_val_subjects(meta, keep, preset_opts.val_fraction, preset_opts.config.seed + 1)
+    data, split = _training_data(pool, holdout_subj, val_subj, Data)
     cfg = dict(overrides)
     if quick:
         cfg.setdefault("epochs", settings.lifecycle.quick_epochs)
@@ -269,22 +287,19 @@ def _retrain(
 
 
 def _training_data(
-    pool: Any, holdout_subj: list[str], val_fraction: float, seed: int, data_cls: Any
+    pool: Any, holdout_subj: list[str], val_subj: list[str], data_cls: Any
 ) -> tuple[Any, Split]:
     """The pool's windows minus the held-out base subjects (and the held-out new part,
-    which the pool never puts in its training sets), and the split that says so."""
+    which the pool never puts in its training sets), and the split that says so: every
+    other base subject trains but those of ``val_subj``, which validate."""
     from trainer.pool import concat
 
     classes = pool.base_eval.classes
-    keep = [s for s in pool.base_eval.subjects if s not in holdout_subj]
+    keep = [s for s in pool.base_eval.subjects if s not in holdout_subj and s not in val_subj]
     ev = concat([pool.base_eval, pool.new.train_eval], classes)
     tr = concat([pool.base_train, pool.new.train], classes)
     new_subj = sorted({str(g) for g in (pool.new.train_eval.groups if pool.new.train_eval else [])})
-    if val_fraction > 0 and len(keep) > 2:
-        keep, val = leave_subjects_out(keep, val_fraction, seed)
-    else:
-        val = []
-    split = Split(train=sorted(keep + new_subj), val=val, test=list(holdout_subj))
+    split = Split(train=sorted(keep + new_subj), val=list(val_subj), test=list(holdout_subj))
     return data_cls(eval=ev, train=tr), split
 
 

@@ -62,7 +62,9 @@ class MonitorMetrics:
         )
         self.windows = Gauge(p + "windows_checked", "Live windows in the last check", registry=r)
         self.last_check = Gauge(
-            p + "last_check_timestamp_seconds", "Time of the last check", registry=r
+            p + "last_check_timestamp_seconds",
+            "Wall-clock time of the last check (Unix seconds)",
+            registry=r,
         )
         self.champion = Gauge(
             p + "champion_info", "The model version checked against", ["model_version"],

@@ -425,7 +425,9 @@ class Monitor:
         ref = self.references.get(self.references.champion())
         res = check(live.batch, ref, now, config_for(ref.calibration, self.cfg))
         self.metrics.check_seconds.observe(time.perf_counter() - t0)
-        self.metrics.observe_check(res, now / 1000)
+        # the wall clock, not the monitor's clock: "since the last check" on the Drift
+        # dashboard is time() minus it (a backtest's or demo's clock is device time)
+        self.metrics.observe_check(res, time.time())
         self._quality()
         self._write_result(res)
         starts = live.batch.window_start_ms

@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 from monitoring.dashboards.generate import dashboard_json
-from monitoring.dashboards.render import _cell, _row_spans, fmt
+from monitoring.dashboards.render import _cell, _row_spans, fmt, tick_labels
 from wearmon.stack import free_port
 
 
@@ -17,6 +17,15 @@ def test_values_as_grafana_shows_them() -> None:
     assert fmt(0.1, "percentunit", 0) == "10 %"
     assert fmt(1.09, "none", 0) == "1"
     assert fmt(3.25, "wps") == "3.2/s"
+
+
+def test_axis_ticks_get_the_decimals_their_spacing_needs() -> None:
+    # a flat checkpoint write time of ~9.5 ms read "10 ms, 10 ms, 9 ms, 9 ms" on the axis
+    assert tick_labels([0.0090, 0.0092, 0.0094], "s") == ["9.0 ms", "9.2 ms", "9.4 ms"]
+    assert tick_labels([0.0, 0.05, 0.1], "s") == ["0 ms", "50 ms", "100 ms"]
+    assert tick_labels([0.5, 1.0, 1.5], "s") == ["500 ms", "1.00 s", "1.50 s"]
+    labels = tick_labels([0.00900, 0.00901, 0.00902], "s")
+    assert len(set(labels)) == 3, labels
 
 
 def test_table_cells_follow_the_panel_s_renames_and_unit_overrides() -> None:

@@ -8,6 +8,8 @@ come from the shared cache (``make setup`` resolves them), so no test touches th
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +17,23 @@ import pytest
 
 from wearmon.settings import Settings
 from wearmon.stack import LocalStack, free_port
+
+_DATA_DIR = pytest.StashKey[str]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """No test writes into the user's data directory (``.data`` of the checkout, or the
+    one WEARMON_DATA_DIR names): code under test that builds its settings from the
+    environment gets a temporary one (a unit test left an empty mlflow.db in ``.data``)."""
+    tmp = tempfile.mkdtemp(prefix="wearmon-test-data-")
+    config.stash[_DATA_DIR] = tmp
+    os.environ["WEARMON_DATA_DIR"] = tmp
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    tmp = config.stash.get(_DATA_DIR, None)
+    if tmp is not None:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _distinct_free_ports(n: int) -> list[int]:

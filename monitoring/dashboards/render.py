@@ -5,6 +5,7 @@ without a Grafana server. A panel without data says "No data", as Grafana would.
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import json
 import logging
 import math
@@ -137,7 +138,7 @@ def _draw_series(ax: Any, v: PanelView) -> None:
 def tick_labels(values: list[float], unit: str) -> list[str]:
     """Axis tick labels in ``unit``, with as many decimals as the tick spacing needs
     (Grafana's own choice): ticks 0.2 ms apart read "9.2 ms", "9.4 ms", not "9 ms" twice."""
-    steps = [abs(b - a) for a, b in zip(values, values[1:], strict=False) if b != a]
+    steps = [abs(b - a) for a, b in itertools.pairwise(values) if b != a]
     if unit != "s" or not steps or max(abs(v) for v in values) >= 1:
         return [fmt(v, unit) for v in values]
     step_ms = min(steps) * 1000
@@ -148,7 +149,7 @@ def tick_labels(values: list[float], unit: str) -> list[str]:
 def _formatter(unit: str) -> Any:
     from matplotlib.ticker import Formatter
 
-    class UnitTicks(Formatter):  # type: ignore[misc]
+    class UnitTicks(Formatter):
         def format_ticks(self, values: Any) -> list[str]:
             return tick_labels([float(v) for v in values], unit)
 

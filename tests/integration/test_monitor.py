@@ -269,10 +269,11 @@ def test_the_service_process_checks_serves_metrics_and_reports_status(
         assert 'wearmon_monitor_checks_total{result="ok"}' in text
         assert "wearmon_monitor_check_seconds_count 1.0" in text
     finally:
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(signal.SIGTERM)  # how systemd and compose stop a service
         _, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err[-2000:]
     assert "Traceback" not in err
+    assert "monitor stopped" in err, "SIGTERM did not unwind the monitor"
     words = subprocess.run(
         [*cmd, "status"], env=env, capture_output=True, text=True, timeout=60, check=True
     ).stdout

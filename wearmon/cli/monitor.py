@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from wearmon.cli.common import settings_of
+from wearmon.cli.common import interruptible, settings_of
 
 app = typer.Typer(
     help="The drift monitor: checks live windows against the champion's reference profile, "
@@ -33,9 +33,9 @@ def run_cmd(ctx: typer.Context) -> None:
 def _run(ctx: typer.Context) -> None:
     from monitoring.service import serve
 
-    try:
-        serve(settings_of(ctx))
-    except KeyboardInterrupt:
+    settings = settings_of(ctx)
+    _, stopped = interruptible(lambda: serve(settings))  # Ctrl-C, or SIGTERM (systemd, compose)
+    if stopped:
         typer.echo("monitor stopped", err=True)
 
 

@@ -1,7 +1,7 @@
-"""``wearmon demo`` stops cleanly on SIGINT and SIGTERM: the signal unwinds the demo (its
-``finally`` blocks run), an error raised while a signal is pending counts as the
-interruption, a second signal does not cut the clean-up short, and the handlers are put
-back afterwards."""
+"""``wearmon demo`` and ``wearmon monitor`` stop cleanly on SIGINT and SIGTERM: the signal
+unwinds the command (its ``finally`` blocks run), an error raised while a signal is pending
+counts as the interruption, a second signal does not cut the clean-up short, and the
+handlers are put back afterwards."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from wearmon.cli.demo import interruptible
+from wearmon.cli.common import interruptible
 
 
 def _signal_self(signum: int) -> None:

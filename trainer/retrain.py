@@ -246,7 +246,8 @@ def _retrain(
     holdout_subj = base_holdout_subjects(meta, pool.base_eval.subjects, preset_opts.config.seed)
     keep = [s for s in pool.base_eval.subjects if s not in holdout_subj]
     val_subj = base_val_subjects(meta, keep, preset_opts.val_fraction, preset_opts.config.seed + 1)
-    data, split = _training_data(pool, holdout_subj, val_subj, Data)
+    train_subj = [s for s in keep if s not in val_subj]
+    data, split = _training_data(pool, Split(train_subj, val_subj, holdout_subj), Data)
     cfg = dict(overrides)
     if quick:
         cfg.setdefault("epochs", settings.lifecycle.quick_epochs)
@@ -286,20 +287,17 @@ def _retrain(
     )
 
 
-def _training_data(
-    pool: Any, holdout_subj: list[str], val_subj: list[str], data_cls: Any
-) -> tuple[Any, Split]:
-    """The pool's windows minus the held-out base subjects (and the held-out new part,
-    which the pool never puts in its training sets), and the split that says so: every
-    other base subject trains but those of ``val_subj``, which validate."""
+def _training_data(pool: Any, base: Split, data_cls: Any) -> tuple[Any, Split]:
+    """The pool's windows (the held-out new part is never in its training sets) and the
+    split of the retraining: ``base`` (the base subjects' split) with the new data's
+    training subjects added to its training subjects."""
     from trainer.pool import concat
 
     classes = pool.base_eval.classes
-    keep = [s for s in pool.base_eval.subjects if s not in holdout_subj and s not in val_subj]
     ev = concat([pool.base_eval, pool.new.train_eval], classes)
     tr = concat([pool.base_train, pool.new.train], classes)
     new_subj = sorted({str(g) for g in (pool.new.train_eval.groups if pool.new.train_eval else [])})
-    split = Split(train=sorted(keep + new_subj), val=list(val_subj), test=list(holdout_subj))
+    split = Split(train=sorted(base.train + new_subj), val=list(base.val), test=list(base.test))
     return data_cls(eval=ev, train=tr), split
 
 

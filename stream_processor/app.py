@@ -105,6 +105,14 @@ def faust_credentials(k: KafkaSettings) -> Any:
     )
 
 
+def _faust_datadir(settings: Settings) -> str:
+    """``data_dir/faust/<app id>``, made here (Faust creates only the last folder of it),
+    braces escaped (Faust formats the path with its config)."""
+    path = (settings.data_dir / "faust" / settings.stream.app_id).resolve()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return str(path).replace("{", "{{").replace("}", "}}")
+
+
 def build_app(
     settings: Settings,
     *,
@@ -126,6 +134,9 @@ def build_app(
         broker=k.faust_broker_url(),
         broker_credentials=faust_credentials(k),
         store="memory://",
+        # Faust's own folder (its table state; memory store: nearly empty) under the data
+        # directory, not "<app id>-data" in whatever directory the worker was started in
+        datadir=_faust_datadir(settings),
         topic_partitions=k.partitions,
         topic_replication_factor=1,
         topic_allow_declare=k.create_topics,

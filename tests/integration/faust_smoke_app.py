@@ -15,6 +15,7 @@ app = faust.App(
     os.environ.get("SMOKE_APP_ID", "wearmon-smoke"),
     broker=os.environ.get("SMOKE_BROKER", "kafka://127.0.0.1:9092"),
     store="memory://",
+    datadir=os.environ.get("SMOKE_DATADIR", "wearmon-smoke-data"),
     topic_partitions=int(os.environ.get("SMOKE_PARTITIONS", "2")),
     topic_replication_factor=1,
     web_enabled=False,

@@ -28,7 +28,9 @@ def test_stack_services_ready(stack: Settings) -> None:
     assert prometheus_ready(stack.ports.prometheus)
 
 
-def test_faust_worker_consumes_exactly_once(stack: Settings, redis_client, subprocess_env) -> None:
+def test_faust_worker_consumes_exactly_once(
+    stack: Settings, redis_client, subprocess_env, tmp_path
+) -> None:
     run = uuid.uuid4().hex[:8]
     app_id = f"smoke-{run}"
     topic = f"smoke.in.{run}"
@@ -51,6 +53,7 @@ def test_faust_worker_consumes_exactly_once(stack: Settings, redis_client, subpr
         SMOKE_TOPIC=topic,
         SMOKE_REDIS=stack.redis.url,
         SMOKE_PARTITIONS="2",
+        SMOKE_DATADIR=str(tmp_path / "faust"),
     )
     worker = subprocess.Popen(
         [sys.executable, "-m", "faust", "-A", "tests.integration.faust_smoke_app", "worker",

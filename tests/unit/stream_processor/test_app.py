@@ -163,3 +163,17 @@ def test_consumer_lag_gauge() -> None:
         return metrics.registry.get_sample_value("wearmon_stream_consumer_lag", {"partition": p})
 
     assert (lag("0"), lag("1"), lag("2"), lag("3")) == (8.0, 0.0, None, None)
+
+
+def test_faust_keeps_its_folder_under_the_data_dir(tmp_path) -> None:
+    """Faust's datadir defaults to "<app id>-data" in the working directory: every test worker
+    left one in the checkout."""
+    settings = Settings(
+        data_dir=tmp_path / "d{x}",
+        stream={"app_id": "wm-{odd}"},
+        kafka={"bootstrap_servers": "broker:9092"},
+    )
+    w = build_app(
+        settings, models=FakeManager(FakeModel()), sink=FakeSink(), producer=FakeProducer()
+    )
+    assert w.app.conf.datadir == (tmp_path / "d{x}" / "faust" / "wm-{odd}").resolve()

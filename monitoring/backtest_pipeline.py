@@ -154,9 +154,8 @@ class Pipeline:
             )
 
     def client(self) -> Any:
-        import redis
 
-        return redis.Redis.from_url(self.settings.redis.url, **self.settings.redis.client_kwargs())
+        return self.settings.redis.connect()
 
 
 def wait_serving(settings: Settings, worker: Any, logfile: Path, timeout_s: float = 180) -> str:

@@ -546,10 +546,9 @@ def describe(out: CheckOutcome) -> str:
 
 def serve(settings: Any, stop: threading.Event | None = None) -> None:
     """``wearmon monitor``: metrics endpoint + the check loop, until interrupted."""
-    import redis
     from prometheus_client import start_http_server
 
-    client = redis.Redis.from_url(settings.redis.url, **settings.redis.client_kwargs())
+    client = settings.redis.connect()
     metrics = MonitorMetrics()
     start_http_server(
         settings.metrics.monitor_port, addr=settings.metrics.host, registry=metrics.registry
@@ -618,9 +617,8 @@ def status(settings: Any, client: Any, n: int = 5) -> list[str]:
 
 def check_once(settings: Any) -> CheckOutcome:
     """``wearmon monitor check --once``: one check, with the state kept in Redis."""
-    import redis
 
-    client = redis.Redis.from_url(settings.redis.url, **settings.redis.client_kwargs())
+    client = settings.redis.connect()
     mon = None
     try:
         mon = Monitor(settings, client)

@@ -407,7 +407,7 @@ def build_app(
 
     @app.task
     async def model_watch() -> None:
-        await models.run(settings.redis.url, settings.redis.client_kwargs())
+        await models.run(settings.redis)
 
     @app.timer(interval=2.0)
     async def gauges() -> None:

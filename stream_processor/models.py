@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from wearmon.errors import IncompatibleModelError, WearmonError
-from wearmon.settings import Settings
+from wearmon.settings import RedisSettings, Settings
 
 log = logging.getLogger(__name__)
 
@@ -159,12 +159,12 @@ class ModelManager:
                     warned = True
                 await asyncio.sleep(poll_s)
 
-    async def run(self, redis_url: str, redis_kwargs: dict[str, Any] | None = None) -> None:
-        """Forever: check on every ``model:champion`` message and every poll interval."""
-        import redis.asyncio as aredis
-
+    async def run(self, redis: RedisSettings) -> None:
+        """Forever: check on every ``model:champion`` message and every poll interval. In a
+        Redis Cluster the channel is the cluster's (PUBLISH reaches every node's
+        subscribers)."""
         poll = float(self.settings.stream.model_poll_s)
-        client = aredis.Redis.from_url(redis_url, **(redis_kwargs or {}))
+        client = redis.connect_async()
         pubsub = client.pubsub(ignore_subscribe_messages=True)
         try:
             await pubsub.subscribe(CHAMPION_CHANNEL)

@@ -451,14 +451,10 @@ class RedisSink:
 
     @classmethod
     def from_settings(cls, settings: Any) -> RedisSink:
-        import redis
 
         s = settings.stream
-        client = redis.Redis.from_url(
-            settings.redis.url,
-            socket_timeout=s.redis_timeout_s,
-            socket_connect_timeout=s.redis_timeout_s,
-            **settings.redis.client_kwargs(),
+        client = settings.redis.connect(
+            socket_timeout=s.redis_timeout_s, socket_connect_timeout=s.redis_timeout_s
         )
         r = settings.redis
         return cls(

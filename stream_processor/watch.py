@@ -106,7 +106,7 @@ def run_watch(
     from rich.console import Console
     from rich.live import Live
 
-    client = redis.Redis.from_url(settings.redis.url, **settings.redis.client_kwargs())
+    client = settings.redis.connect()
     url = f"http://127.0.0.1:{settings.metrics.stream_port}/metrics"
 
     def snapshot() -> Snapshot:

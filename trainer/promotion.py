@@ -256,12 +256,7 @@ def publish_champion(settings: Settings, version: str) -> bool:
 
     from stream_processor.models import CHAMPION_CHANNEL
 
-    client = redis.Redis.from_url(
-        settings.redis.url,
-        socket_timeout=2.0,
-        socket_connect_timeout=2.0,
-        **settings.redis.client_kwargs(),
-    )
+    client = settings.redis.connect(socket_timeout=2.0, socket_connect_timeout=2.0)
     try:
         n = client.publish(CHAMPION_CHANNEL, str(version))
     except redis.RedisError as exc:

@@ -75,11 +75,8 @@ def write_status(client: Any, settings: Settings, trigger_id: str, **fields: Any
 
 
 def redis_client(settings: Settings) -> Any:
-    import redis
 
-    return redis.Redis.from_url(
-        settings.redis.url, socket_timeout=5.0, **settings.redis.client_kwargs()
-    )
+    return settings.redis.connect(socket_timeout=5.0)
 
 
 def _limit_threads(n: int) -> None:

@@ -124,6 +124,10 @@ class RedisSettings(_Frozen):
     #: (``redis://user:pass@host``); it is redacted wherever the URL is shown.
     url: str = ""
     password: SecretStr | None = None
+    #: The URL is one node of a Redis Cluster: every client is cluster-aware (redis-py's
+    #: ``RedisCluster``, which finds the other primaries from it and follows the slots). Set
+    #: by the local stack with ``stack.redis_shards`` > 1 (docs/deploy.md, "A Redis Cluster").
+    cluster: bool = False
     tls: bool = False
     #: CA bundle that signed the server's certificate (the system CAs when unset).
     tls_ca_file: Path | None = None
@@ -175,6 +179,22 @@ class RedisSettings(_Frozen):
             if self.tls_key_password is not None:
                 kw["ssl_password"] = self.tls_key_password.get_secret_value()
         return kw
+
+    def connect(self, **overrides: Any) -> Any:
+        """A sync client of this Redis: ``redis.Redis``, or ``redis.RedisCluster`` with
+        ``cluster``; ``overrides`` (timeouts) go to the client's connections. The one place a
+        client is made."""
+        import redis
+
+        cls = redis.RedisCluster if self.cluster else redis.Redis
+        return cls.from_url(self.url, **{**self.client_kwargs(), **overrides})
+
+    def connect_async(self, **overrides: Any) -> Any:
+        """The asyncio client, as ``connect``."""
+        import redis.asyncio as aredis
+
+        cls = aredis.RedisCluster if self.cluster else aredis.Redis
+        return cls.from_url(self.url, **{**self.client_kwargs(), **overrides})
 
     @property
     def display_url(self) -> str:

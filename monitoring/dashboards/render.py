@@ -335,9 +335,7 @@ def render_all(
     prom = Prometheus(
         settings.grafana.prometheus_url or f"http://127.0.0.1:{settings.ports.prometheus}"
     )
-    client = redis_client or redis.Redis.from_url(
-        settings.redis.url, **settings.redis.client_kwargs()
-    )
+    client = redis_client or settings.redis.connect()
     report: dict[str, list[PanelView]] = {}
     try:
         variables = {"participant": participant or _a_participant(client)}

@@ -143,7 +143,7 @@ def test_model_manager_pubsub_over_tls(tls_port: int, pki: Pki) -> None:
     publisher = RedisSink.from_settings(settings).client
 
     async def scenario() -> float:
-        task = asyncio.create_task(manager.run(settings.redis.url, settings.redis.client_kwargs()))
+        task = asyncio.create_task(manager.run(settings.redis))
         try:
             deadline = time.monotonic() + 10
             while publisher.pubsub_numsub(CHAMPION_CHANNEL)[0][1] < 1:

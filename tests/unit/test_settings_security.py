@@ -40,14 +40,18 @@ def test_client_kwargs_build_tls_clients_without_connecting(tmp_path: Path) -> N
     kw = r.client_kwargs()
     assert kw["ssl_ca_certs"] == str(tmp_path / "ca.pem")
     assert kw["ssl_password"] == "kp" and kw["ssl_cert_reqs"] == "required"
-    sync = redis.Redis.from_url(r.url, **kw)
+    sync = r.connect()
+    assert type(sync) is redis.Redis
     assert sync.connection_pool.connection_class is SSLConnection
-    asy = aredis.Redis.from_url(r.url, **kw)
+    asy = r.connect_async()
+    assert type(asy) is aredis.Redis
     assert asy.connection_pool.connection_class is AsyncSSLConnection
     plain = RedisSettings(url="redis://db:6379/0", password="pw")
     assert not any(k.startswith("ssl") for k in plain.client_kwargs())
-    client = redis.Redis.from_url(plain.url, **plain.client_kwargs())
+    client = plain.connect(socket_timeout=2.5)
     assert client.connection_pool.connection_class is Connection
+    assert client.connection_pool.connection_kwargs["socket_timeout"] == 2.5
+    assert client.connection_pool.connection_kwargs["password"] == "pw"
 
 
 def test_sasl_mechanism_defaults_to_plain_for_both_clients() -> None:

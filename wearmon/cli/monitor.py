@@ -50,7 +50,7 @@ def status_cmd(
     from monitoring.service import status
 
     settings = settings_of(ctx)
-    client = redis.Redis.from_url(settings.redis.url, **settings.redis.client_kwargs())
+    client = settings.redis.connect()
     try:
         for line in status(settings, client, n):
             typer.echo(line)

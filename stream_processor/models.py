@@ -165,7 +165,12 @@ class ModelManager:
         subscribers)."""
         poll = float(self.settings.stream.model_poll_s)
         client = redis.connect_async()
-        pubsub = client.pubsub(ignore_subscribe_messages=True)
+        try:
+            await client.initialize()  # a cluster client learns the slots (the channel's node)
+            pubsub = client.pubsub(ignore_subscribe_messages=True)
+        except BaseException:
+            await client.aclose()
+            raise
         try:
             await pubsub.subscribe(CHAMPION_CHANNEL)
             while True:

@@ -55,6 +55,7 @@ from stream_processor.episodes import (
     open_episode_key,
     windows_of_history,
 )
+from wearmon.errors import ConfigError
 from wearmon.schemas import Prediction
 
 log = logging.getLogger(__name__)
@@ -453,6 +454,11 @@ class RedisSink:
     def from_settings(cls, settings: Any) -> RedisSink:
 
         s = settings.stream
+        if settings.redis.cluster:
+            raise ConfigError(
+                "the stream worker cannot write to a Redis Cluster yet (redis.cluster): its "
+                "batch script writes keys of many slots (docs/deploy.md, 'A Redis Cluster')"
+            )
         client = settings.redis.connect(
             socket_timeout=s.redis_timeout_s, socket_connect_timeout=s.redis_timeout_s
         )

@@ -215,12 +215,24 @@ class StackPorts(_Frozen):
     #: its controller on ``kafka_controller + i * kafka_step``.
     kafka_step: int = Field(default=10, ge=1)
     redis: int = 6379
+    #: With ``stack.redis_shards`` > 1, Redis Cluster node i (from 0) listens on
+    #: ``redis + i * redis_step``, its cluster bus 10000 above (Redis's rule).
+    redis_step: int = Field(default=10, ge=1)
     prometheus: int = 9090
 
     def kafka_nodes(self, brokers: int) -> list[tuple[int, int]]:
         """(client port, controller port) of each of ``brokers`` Kafka nodes."""
         step = self.kafka_step
         return [(self.kafka + i * step, self.kafka_controller + i * step) for i in range(brokers)]
+
+    def redis_nodes(self, shards: int) -> list[tuple[int, int]]:
+        """(client port, cluster bus port) of each of ``shards`` Redis Cluster primaries."""
+        ports = [self.redis + i * self.redis_step for i in range(shards)]
+        return [(p, p + REDIS_BUS_OFFSET) for p in ports]
+
+
+#: A Redis Cluster node's bus port is its client port plus this (Redis's default).
+REDIS_BUS_OFFSET = 10_000
 
 
 class StackSettings(_Frozen):
@@ -229,6 +241,17 @@ class StackSettings(_Frozen):
     #: Kafka nodes, each a KRaft broker and controller: 1, or a cluster on loopback
     #: (``wearmon stack up --cluster``: 3). The bootstrap servers are then every node.
     kafka_brokers: int = Field(default=1, ge=1, le=9)
+    #: Redis primaries: 1, a single server; 3 or more, a Redis Cluster of that many primaries
+    #: on loopback, no replicas (``wearmon stack up --cluster``: 3). ``redis.url`` is then the
+    #: first node and ``redis.cluster`` true, unless set.
+    redis_shards: int = Field(default=1, ge=1, le=9)
+
+    @field_validator("redis_shards")
+    @classmethod
+    def _shards(cls, v: int) -> int:
+        if v == 2:
+            raise ValueError("a Redis Cluster needs at least 3 primaries: redis_shards 1 or 3+")
+        return v
 
 
 class MetricsSettings(_Frozen):
@@ -443,7 +466,8 @@ class Settings(BaseSettings):
             stack = stack.model_dump()
         nodes = StackPorts(**ports).kafka_nodes(int(stack.get("kafka_brokers", 1)))
         bootstrap = ",".join(f"127.0.0.1:{client}" for client, _ in nodes)
-        redis_port = int(ports.get("redis", StackPorts().redis))
+        shards = int(stack.get("redis_shards", 1))
+        redis_port = StackPorts(**ports).redis_nodes(1)[0][0]
         for key, field, value in (
             ("kafka", "bootstrap_servers", bootstrap),
             ("redis", "url", f"redis://127.0.0.1:{redis_port}/0"),
@@ -452,7 +476,10 @@ class Settings(BaseSettings):
             if isinstance(sub, BaseModel):
                 sub = sub.model_dump()
             if not sub.get(field):
-                data[key] = {**sub, field: value}
+                sub = {**sub, field: value}
+                if key == "redis" and shards > 1 and "cluster" not in sub:
+                    sub["cluster"] = True  # the local stack's Redis Cluster
+                data[key] = sub
         return data
 
     def __repr_args__(self) -> Any:

@@ -1,7 +1,9 @@
 """The local single-machine stack: a real Kafka broker (KRaft), Redis and Prometheus.
 
 With ``stack.kafka_brokers`` > 1 Kafka is a cluster of that many KRaft nodes (each a broker
-and a controller, one process each, one quorum), on loopback ports of their own.
+and a controller, one process each, one quorum), on loopback ports of their own; with
+``stack.redis_shards`` > 1 Redis is a Redis Cluster of that many primaries (no replicas), its
+slots assigned by ``redis-cli --cluster create`` on the first start.
 Everything binds to loopback. Each service runs as its own process session; its pid, command
 and address are kept in ``<data_dir>/stack/state.json`` so that ``down`` stops exactly what
 ``up`` started. Logs go to ``<data_dir>/stack/logs/``.
@@ -35,7 +37,7 @@ from typing import Any
 from pydantic import SecretStr
 
 from wearmon.errors import ConfigError, PrerequisiteError, StackError
-from wearmon.settings import Settings
+from wearmon.settings import REDIS_BUS_OFFSET, Settings
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +48,7 @@ PREREQUISITES: dict[str, str] = {
     "java": "apt-get install -y openjdk-17-jre-headless",
     "mvn": "apt-get install -y maven",
     "redis-server": "apt-get install -y redis-server",
+    "redis-cli": "apt-get install -y redis-tools",
     "prometheus": "apt-get install -y prometheus",
 }
 
@@ -389,6 +392,28 @@ def redis_ready(url: str, password: str | None = None, **kwargs: Any) -> bool:
         return False
 
 
+def redis_cluster_state(url: str, password: str | None = None) -> dict[str, str]:
+    """``CLUSTER INFO`` of one Redis Cluster node as a dict ({} when it does not answer)."""
+    import redis
+
+    try:
+        client = redis.Redis.from_url(url, password=password, socket_timeout=1.0)
+        try:
+            info = client.execute_command("CLUSTER INFO")
+        finally:
+            client.close()
+    except Exception:
+        return {}
+    if isinstance(info, dict):  # redis-py parses the reply
+        return {_text(k): _text(v) for k, v in info.items()}
+    text = _text(info)
+    return dict(line.strip().split(":", 1) for line in text.splitlines() if ":" in line)
+
+
+def _text(v: Any) -> str:
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
 def prometheus_ready(port: int) -> bool:
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/-/ready", timeout=1.0) as resp:
@@ -415,7 +440,9 @@ class LocalStack:
 
     Its processes are named ``kafka``, ``redis`` and ``prometheus``; with
     ``stack.kafka_brokers`` = N > 1 the Kafka nodes are ``kafka-1`` .. ``kafka-N`` (one
-    process each), and ``kafka`` names the whole cluster (its address: every node).
+    process each), and ``kafka`` names the whole cluster (its address: every node); with
+    ``stack.redis_shards`` = M > 1 the Redis Cluster's primaries are ``redis-1`` ..
+    ``redis-M``.
     """
 
     def __init__(self, settings: Settings) -> None:
@@ -448,12 +475,24 @@ class LocalStack:
             return [("kafka", *ports[0])]
         return [(f"kafka-{i}", client, ctrl) for i, (client, ctrl) in enumerate(ports, start=1)]
 
+    def redis_nodes(self) -> list[tuple[str, int, int]]:
+        """(process name, client port, cluster bus port) of each Redis node."""
+        n = self.settings.stack.redis_shards
+        ports = self.settings.ports.redis_nodes(n)
+        if n == 1:
+            return [("redis", ports[0][0], 0)]
+        return [(f"redis-{i}", client, bus) for i, (client, bus) in enumerate(ports, start=1)]
+
     def processes(self, services: Sequence[str] = SERVICES) -> list[str]:
         """The process names of ``services``, in start order."""
         out: list[str] = []
         for name in SERVICES:
-            if name in services:
-                out += [n for n, _, _ in self.kafka_nodes()] if name == "kafka" else [name]
+            if name == "kafka" and name in services:
+                out += [n for n, _, _ in self.kafka_nodes()]
+            elif name == "redis" and name in services:
+                out += [n for n, _, _ in self.redis_nodes()]
+            elif name in services:
+                out.append(name)
         return out
 
     @staticmethod
@@ -468,10 +507,19 @@ class LocalStack:
                 return i, client, ctrl
         return None
 
+    def _redis_node(self, name: str) -> tuple[int, int] | None:
+        """(client port, bus port; 0 for a single server) of a Redis process name."""
+        for n, client, bus in self.redis_nodes():
+            if n == name:
+                return client, bus
+        return None
+
     def _check_ports(self) -> None:
         """Every port of the stack distinct and valid: one line naming the clash."""
         p = self.settings.ports
-        wanted = [("redis", p.redis), ("prometheus", p.prometheus)]
+        wanted = [("prometheus", p.prometheus)]
+        for name, client, bus in self.redis_nodes():
+            wanted += [(name, client)] + ([(f"{name} cluster bus", bus)] if bus else [])
         for name, client, ctrl in self.kafka_nodes():
             wanted += [(name, client), (f"{name} controller", ctrl)]
         seen: dict[int, str] = {}
@@ -481,7 +529,9 @@ class LocalStack:
             if port in seen:
                 raise StackError(
                     f"{what} and {seen[port]} both want port {port}: change WEARMON_PORTS__* "
-                    "(a cluster's node i uses the Kafka ports + i * WEARMON_PORTS__KAFKA_STEP)"
+                    "(a cluster's node i uses the Kafka ports + i * WEARMON_PORTS__KAFKA_STEP, "
+                    "the Redis port + i * WEARMON_PORTS__REDIS_STEP and that + "
+                    f"{REDIS_BUS_OFFSET} for its bus)"
                 )
             seen[port] = what
 
@@ -495,9 +545,12 @@ class LocalStack:
         node = self._node(name)
         if node is not None:
             return f"127.0.0.1:{node[1]}"
+        rnode = self._redis_node(name)
+        if rnode is not None:
+            return f"127.0.0.1:{rnode[0]}"
         return {
             "kafka": self.bootstrap(),
-            "redis": f"127.0.0.1:{p.redis}",
+            "redis": ",".join(f"127.0.0.1:{c}" for _, c, _ in self.redis_nodes()),
             "prometheus": f"http://127.0.0.1:{p.prometheus}",
         }[name]
 
@@ -506,22 +559,70 @@ class LocalStack:
         node = self._node(name)
         if node is not None:
             return [node[1], node[2]]
-        return [{"redis": p.redis, "prometheus": p.prometheus}[name]]
+        rnode = self._redis_node(name)
+        if rnode is not None:
+            return [port for port in rnode if port]
+        return [p.prometheus]
 
-    def ready(self, name: str, *, brokers: int = 1) -> bool:
+    def _redis_password(self) -> str | None:
+        pw = self.settings.redis.password
+        return pw.get_secret_value() if pw else None
+
+    def ready(self, name: str, *, brokers: int = 1, formed: bool = True) -> bool:
         """Whether process ``name`` answers; a Kafka node: it is in the cluster's metadata
-        (with at least ``brokers`` brokers)."""
+        (with at least ``brokers`` brokers); a Redis Cluster node: it sees the cluster whole
+        (``formed`` False: it answers a PING, before its slots are assigned)."""
         node = self._node(name)
         if node is not None:
             return kafka_ready(self.address(name), node_id=node[0], brokers=brokers)
         if name == "kafka":
             return kafka_ready(self.bootstrap(), brokers=brokers)
-        if name == "redis":
-            pw = self.settings.redis.password
-            return redis_ready(
-                f"redis://{self.address('redis')}/0", pw.get_secret_value() if pw else None
-            )
+        rnode = self._redis_node(name)
+        if rnode is not None:
+            url = f"redis://{self.address(name)}/0"
+            if not redis_ready(url, self._redis_password()):
+                return False
+            return not rnode[1] or formed is False or self._cluster_ok(name)
         return prometheus_ready(self.settings.ports.prometheus)
+
+    def _cluster_ok(self, name: str) -> bool:
+        """Redis Cluster node ``name`` sees the cluster whole: every slot served, every
+        primary known."""
+        info = redis_cluster_state(f"redis://{self.address(name)}/0", self._redis_password())
+        return info.get("cluster_state") == "ok" and int(info.get("cluster_known_nodes", 0)) >= len(
+            self.redis_nodes()
+        )
+
+    def _form_redis_cluster(self, timeout: float) -> None:
+        """Assign the slots of new Redis Cluster nodes (``redis-cli --cluster create``, the
+        password through the environment, never argv), then wait until every node sees
+        the cluster whole. Nodes that already form one (their nodes.conf) are left as they
+        are."""
+        nodes = [n for n, _, _ in self.redis_nodes()]
+        pw = self._redis_password()
+        infos = [redis_cluster_state(f"redis://{self.address(n)}/0", pw) for n in nodes]
+        if all(int(i.get("cluster_slots_assigned", 0)) == 0 for i in infos):
+            env = dict(os.environ)
+            env.pop("REDISCLI_AUTH", None)
+            if pw is not None:
+                env["REDISCLI_AUTH"] = pw
+            proc = subprocess.run(
+                [require("redis-cli"), "--cluster", "create",
+                 *(self.address(n) for n in nodes),
+                 "--cluster-replicas", "0", "--cluster-yes"],
+                capture_output=True, text=True, check=False, env=env, timeout=timeout,
+            )  # fmt: skip
+            if proc.returncode != 0:
+                last = (proc.stdout + proc.stderr).strip().splitlines()[-1:] or ["no output"]
+                raise StackError(f"redis-cli --cluster create failed: {last[0]}")
+        deadline = time.monotonic() + timeout
+        while not all(self._cluster_ok(n) for n in nodes):
+            if time.monotonic() > deadline:
+                raise StackError(
+                    f"the Redis Cluster ({', '.join(nodes)}) is not whole after "
+                    f"{timeout:.0f} s; see the logs in {self.logs}"
+                )
+            time.sleep(0.2)
 
     # -- service definitions
     def _kafka_argv(self, name: str) -> list[str]:
@@ -548,19 +649,38 @@ class LocalStack:
             self._cluster_id = new_cluster_id()
         return self._cluster_id
 
-    def _redis_argv(self) -> list[str]:
-        exe = require("redis-server")
-        d = self.root / "redis"
-        d.mkdir(parents=True, exist_ok=True)
-        # The password goes into a private config file, never on the command line (`ps`).
-        conf = d / "redis.conf"
+    def redis_config(self, name: str) -> str:
+        """The private ``redis.conf`` of Redis process ``name``: the password (never on the
+        command line, `ps` shows that), and a cluster node's cluster settings (its bus port
+        is Redis's default, the client port + 10000; ``nodes.conf`` in its folder)."""
         pw = self.settings.redis.password
-        write_private(conf, "" if pw is None else redis_quote("requirepass", pw))
+        lines = "" if pw is None else redis_quote("requirepass", pw)
+        node = self._redis_node(name)
+        if node is not None and node[1]:
+            if pw is not None:
+                lines += redis_quote("masterauth", pw)
+            lines += (
+                "cluster-enabled yes\n"
+                "cluster-config-file nodes.conf\n"
+                "cluster-node-timeout 5000\n"
+                # a node that lost a primary still serves the slots it has
+                "cluster-require-full-coverage no\n"
+            )
+        return lines
+
+    def _redis_argv(self, name: str = "redis") -> list[str]:
+        exe = require("redis-server")
+        node = self._redis_node(name)
+        assert node is not None
+        d = self.root / name
+        d.mkdir(parents=True, exist_ok=True)
+        conf = d / "redis.conf"
+        write_private(conf, self.redis_config(name))
         argv = [
             exe,
             str(conf),
             "--bind", "127.0.0.1",
-            "--port", str(self.settings.ports.redis),
+            "--port", str(node[0]),
             "--dir", str(d),
             "--daemonize", "no",
             "--appendonly", "yes",
@@ -619,16 +739,20 @@ class LocalStack:
     def _argv(self, name: str) -> list[str]:
         if self._node(name) is not None:
             return self._kafka_argv(name)
-        return self._redis_argv() if name == "redis" else self._prometheus_argv()
+        if self._redis_node(name) is not None:
+            return self._redis_argv(name)
+        return self._prometheus_argv()
 
-    def _other_kafka(self, state: dict[str, dict[str, object]]) -> list[str]:
-        """Kafka processes recorded as running that this configuration does not have (a
-        cluster under a single-node configuration, or the other way round)."""
-        mine = {n for n, _, _ in self.kafka_nodes()}
+    def _other_kafka(
+        self, state: dict[str, dict[str, object]], service: str = "kafka"
+    ) -> list[str]:
+        """Kafka (or Redis) processes recorded as running that this configuration does not
+        have (a cluster under a single-node configuration, or the other way round)."""
+        mine = set(self.processes([service]))
         return sorted(
             name
             for name, entry in state.items()
-            if name.partition("-")[0] == "kafka"
+            if name.partition("-")[0] == service
             and name not in mine
             and isinstance(entry.get("pid"), int)
             and pid_alive(int(str(entry["pid"])))
@@ -657,6 +781,15 @@ class LocalStack:
                     f"({self.settings.stack.kafka_brokers} node(s)): `wearmon stack down` first"
                 )
             fetch_kafka(self.settings)
+        if "redis" in services:
+            other = self._other_kafka(state, "redis")
+            if other:
+                raise StackError(
+                    f"this stack's Redis runs as {', '.join(other)}, not as configured "
+                    f"({self.settings.stack.redis_shards} node(s)): `wearmon stack down` first"
+                )
+            if self.settings.stack.redis_shards > 1:
+                require("redis-cli")
         self.logs.mkdir(parents=True, exist_ok=True)
         brokers = self.settings.stack.kafka_brokers
         t0 = time.monotonic()
@@ -711,7 +844,7 @@ class LocalStack:
                             f"{name} exited with code {proc.returncode} during start-up; "
                             f"see {self.logs / (name + '.log')}"
                         )
-                    if self.ready(name, brokers=brokers):
+                    if self.ready(name, brokers=brokers, formed=False):
                         timings[name] = time.monotonic() - t0
                         pending.discard(name)
                 if pending and time.monotonic() > deadline:
@@ -721,6 +854,11 @@ class LocalStack:
                     )
                 if pending:
                     time.sleep(0.2)
+            redis_cluster = [n for n in started if (self._redis_node(n) or (0, 0))[1]]
+            if redis_cluster:
+                self._form_redis_cluster(max(5.0, deadline - time.monotonic()))
+                for name in redis_cluster:
+                    timings[name] = time.monotonic() - t0
         except BaseException:
             self._stop_all([(name, state.get(name, {})) for name in started])
             for name in started:
@@ -783,8 +921,9 @@ class LocalStack:
         nodes under a single-node configuration)."""
         state = self._load_state()
         names = set(self.processes()) | set(state)
-        if self._other_kafka(state):  # Kafka runs as recorded, not as configured now
-            names -= {n for n, _, _ in self.kafka_nodes()} - set(state)
+        for service in ("kafka", "redis"):
+            if self._other_kafka(state, service):  # it runs as recorded, not as configured
+                names -= set(self.processes([service])) - set(state)
         out = []
         for name in sorted(names, key=self._rank):
             entry = state.get(name) or {}
@@ -796,12 +935,14 @@ class LocalStack:
             else:  # recorded by an `up` with other settings: its recorded address
                 address = str(entry.get("address", "?"))
                 node = name.partition("-")[2]
-                ready = (
-                    running
-                    and name.startswith("kafka-")
-                    and node.isdigit()
-                    and kafka_ready(address, node_id=int(node))
-                )
+                ready = running and node.isdigit()
+                if name.startswith("kafka-"):
+                    ready = ready and kafka_ready(address, node_id=int(node))
+                elif name.startswith("redis-"):
+                    info = redis_cluster_state(f"redis://{address}/0", self._redis_password())
+                    ready = ready and info.get("cluster_state") == "ok"
+                else:
+                    ready = False
             out.append(
                 ServiceStatus(
                     name=name,

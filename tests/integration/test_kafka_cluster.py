@@ -11,9 +11,7 @@ once for the module), not the session's single-broker stack. It runs with ``make
 from __future__ import annotations
 
 import os
-import random
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -25,6 +23,7 @@ import pytest
 
 from producers.kafka_sink import ensure_topics
 from tests.chaos.support import report
+from tests.integration.cluster_support import port_base
 from tests.integration.stream_support import (
     expected_windows,
     register_tiny,
@@ -50,26 +49,6 @@ STEP = 10
 RUN_S = 160
 
 
-def _bindable(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-        return True
-
-
-def _kafka_base() -> int:
-    """A client port base whose cluster ports (base + i * STEP, controllers one above) are
-    all free, below the kernel's ephemeral range."""
-    for _ in range(200):
-        base = random.randrange(20_000, 32_000)
-        ports = [base + i * STEP + off for i in range(BROKERS) for off in (0, 1)]
-        if all(_bindable(p) for p in ports):
-            return base
-    raise RuntimeError("no free port range for a Kafka cluster")
-
-
 @pytest.fixture(scope="module")
 def cluster(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
@@ -79,7 +58,7 @@ def cluster(
     expr = str(request.config.getoption("markexpr") or "")
     if "cluster" not in expr or "not cluster" in expr:
         pytest.skip(f"its own Kafka cluster, about {RUN_S} s: run with make cluster")
-    base = _kafka_base()
+    base = port_base(BROKERS, STEP, (0, 1))  # each node: its client and controller ports
     settings = Settings(
         data_dir=tmp_path_factory.mktemp("cluster-data"),
         ports={"kafka": base, "kafka_controller": base + 1, "kafka_step": STEP,

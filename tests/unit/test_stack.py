@@ -206,3 +206,42 @@ def test_down_stops_every_recorded_node_whatever_the_settings(tmp_path: Path) ->
         for p in procs:
             if p.poll() is None:
                 p.kill()
+
+
+def test_redis_cluster_nodes_names_ports_and_client_settings(tmp_path: Path) -> None:
+    s = Settings(data_dir=tmp_path, ports={"redis": 16000, "redis_step": 5},
+                 stack={"redis_shards": 3})  # fmt: skip
+    assert s.redis.url == "redis://127.0.0.1:16000/0" and s.redis.cluster
+    stack = LocalStack(s)
+    assert stack.processes(["redis"]) == ["redis-1", "redis-2", "redis-3"]
+    assert stack.address("redis-3") == "127.0.0.1:16010"
+    assert stack.address("redis") == "127.0.0.1:16000,127.0.0.1:16005,127.0.0.1:16010"
+    assert stack._ports("redis-2") == [16005, 26005]  # the client port and the cluster bus
+    assert not Settings(data_dir=tmp_path).redis.cluster
+    assert LocalStack(Settings(data_dir=tmp_path)).processes(["redis"]) == ["redis"]
+    # a URL that is set is another Redis: cluster-aware only when it says so
+    assert not Settings(redis={"url": "redis://db:6379/0"}, stack={"redis_shards": 3}).redis.cluster
+    with pytest.raises(ValidationError, match="at least 3 primaries"):
+        Settings(stack={"redis_shards": 2})
+
+
+def test_redis_cluster_node_config_holds_the_password_and_the_cluster(tmp_path: Path) -> None:
+    s = Settings(data_dir=tmp_path, stack={"redis_shards": 3}, redis={"password": 'a"b'})
+    conf = LocalStack(s).redis_config("redis-2")
+    assert 'requirepass "a\\"b"' in conf and 'masterauth "a\\"b"' in conf
+    assert "cluster-enabled yes" in conf and "cluster-config-file nodes.conf" in conf
+    argv = LocalStack(s)._redis_argv("redis-2")
+    assert argv[argv.index("--port") + 1] == "6389"
+    assert argv[argv.index("--dir") + 1] == str((tmp_path / "stack" / "redis-2").resolve())
+    assert not any('a"b' in a for a in argv)  # the password never on the command line
+    single = LocalStack(Settings(data_dir=tmp_path)).redis_config("redis")
+    assert "cluster" not in single
+
+
+def test_a_redis_bus_port_clash_is_one_clear_error(tmp_path: Path) -> None:
+    s = Settings(data_dir=tmp_path, ports={"redis": 16000, "prometheus": 26010},
+                 stack={"redis_shards": 3})  # fmt: skip
+    with pytest.raises(StackError) as exc:
+        LocalStack(s).up(services=["redis"])
+    assert "redis-2 cluster bus and prometheus both want port 26010" in str(exc.value)
+    assert "\n" not in str(exc.value)

@@ -12,8 +12,9 @@ from wearmon.cli.common import settings_of
 from wearmon.settings import Settings
 from wearmon.stack import LocalStack, fetch_kafka, kafka_version
 
-#: Kafka nodes of ``stack up --cluster``
+#: Kafka nodes and Redis primaries of ``stack up --cluster``
 CLUSTER_BROKERS = 3
+CLUSTER_SHARDS = 3
 
 app = typer.Typer(
     help="The local single-machine stack: Kafka (KRaft), Redis, Prometheus, on loopback.",
@@ -36,6 +37,16 @@ def with_brokers(settings: Settings, brokers: int) -> Settings:
     return settings.model_copy(update={"stack": stack})
 
 
+def with_shards(settings: Settings, shards: int) -> Settings:
+    """``settings`` with ``stack.redis_shards`` = ``shards`` (and cluster-aware clients of
+    the local stack's Redis, as the setting itself gives)."""
+    stack = settings.stack.model_copy(update={"redis_shards": shards})
+    redis = settings.redis
+    if redis.url == f"redis://127.0.0.1:{settings.ports.redis}/0" and shards > 1:
+        redis = redis.model_copy(update={"cluster": True})
+    return settings.model_copy(update={"stack": stack, "redis": redis})
+
+
 @app.command()
 def up(
     ctx: typer.Context,
@@ -43,14 +54,17 @@ def up(
     cluster: bool = typer.Option(
         False,
         "--cluster",
-        help=f"Kafka as a {CLUSTER_BROKERS}-node KRaft cluster (as "
-        f"WEARMON_STACK__KAFKA_BROKERS={CLUSTER_BROKERS} does; a larger setting is kept).",
+        help=f"Kafka as a {CLUSTER_BROKERS}-node KRaft cluster and Redis as a Redis Cluster "
+        f"of {CLUSTER_SHARDS} primaries (as WEARMON_STACK__KAFKA_BROKERS={CLUSTER_BROKERS} and "
+        f"WEARMON_STACK__REDIS_SHARDS={CLUSTER_SHARDS} do; larger settings are kept).",
     ),
 ) -> None:
     """Start Kafka, Redis and Prometheus (those not already running) and wait until ready."""
     settings = settings_of(ctx)
     if cluster and settings.stack.kafka_brokers == 1:
         settings = with_brokers(settings, CLUSTER_BROKERS)
+    if cluster and settings.stack.redis_shards == 1:
+        settings = with_shards(settings, CLUSTER_SHARDS)
     stack = LocalStack(settings)
     t0 = time.monotonic()
     timings = stack.up(timeout=timeout)
@@ -65,6 +79,14 @@ def up(
             console.print(
                 f"set WEARMON_STACK__KAFKA_BROKERS={brokers} for the other commands: they "
                 "then bootstrap from every node, not the first alone"
+            )
+    shards = settings.stack.redis_shards
+    if shards > 1:
+        console.print(f"Redis Cluster primaries: {stack.address('redis')}")
+        if settings_of(ctx).stack.redis_shards != shards:
+            console.print(
+                f"set WEARMON_STACK__REDIS_SHARDS={shards} for the other commands: their "
+                "Redis clients are then cluster-aware"
             )
 
 

@@ -1,0 +1,27 @@
+"""Loopback port ranges for the clusters the cluster tests start (Kafka nodes, Redis Cluster
+primaries): a base whose every port is free, below the kernel's ephemeral range."""
+
+from __future__ import annotations
+
+import random
+import socket
+from collections.abc import Sequence
+
+
+def bindable(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def port_base(nodes: int, step: int, offsets: Sequence[int] = (0,)) -> int:
+    """A port base such that ``base + i * step + off`` is free for each node ``i`` and each
+    of ``offsets`` (a Kafka node's controller one above; a Redis node's bus 10000 above)."""
+    for _ in range(200):
+        base = random.randrange(20_000, 32_000)
+        if all(bindable(base + i * step + off) for i in range(nodes) for off in offsets):
+            return base
+    raise RuntimeError(f"no free port range for {nodes} cluster nodes")

@@ -1,0 +1,141 @@
+"""The local stack's Redis Cluster (``stack.redis_shards`` = 3): three primaries that
+``redis-cli --cluster create`` joined, checked with the real ``redis-cli -c`` and through
+wearmon's cluster-aware clients (``RedisSettings.connect``, ``connect_async``), the champion
+channel included. Its own stack (Redis only, free ports, a password): about 3 s."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.integration.cluster_support import port_base
+from wearmon.settings import REDIS_BUS_OFFSET, Settings
+from wearmon.stack import LocalStack, free_port
+
+pytestmark = pytest.mark.integration
+
+SHARDS = 3
+STEP = 10
+PASSWORD = 'clu"ster pw'
+
+
+def redis_cluster_settings(
+    data_dir: Path,
+    *,
+    stack: dict[str, Any] | None = None,
+    ports: dict[str, Any] | None = None,
+    **extra: Any,
+) -> Settings:
+    """Settings of a stack whose Redis is a Redis Cluster of ``SHARDS`` primaries on free
+    loopback ports (``stack``, ``ports``: more of those settings; ``extra``: others)."""
+    base = port_base(SHARDS, STEP, (0, REDIS_BUS_OFFSET))
+    return Settings(
+        data_dir=data_dir,
+        ports={"redis": base, "redis_step": STEP, "prometheus": free_port(), **(ports or {})},
+        stack={"redis_shards": SHARDS, **(stack or {})},
+        **extra,
+    )
+
+
+@pytest.fixture(scope="module")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
+    settings = redis_cluster_settings(
+        tmp_path_factory.mktemp("redis-cluster"), redis={"password": PASSWORD}
+    )
+    local = LocalStack(settings)
+    local.up(timeout=60, services=["redis"])
+    try:
+        yield settings
+    finally:
+        local.down()
+
+
+def _cli(settings: Settings, node: int, *args: str) -> str:
+    port = settings.ports.redis_nodes(SHARDS)[node][0]
+    env = {**os.environ, "REDISCLI_AUTH": PASSWORD}
+    out = subprocess.run(
+        ["redis-cli", "-c", "-p", str(port), *args],
+        env=env, capture_output=True, text=True, timeout=10, check=True,
+    )  # fmt: skip
+    return out.stdout.strip()
+
+
+def test_three_primaries_serve_every_slot(redis_cluster: Settings) -> None:
+    info = dict(
+        line.split(":", 1) for line in _cli(redis_cluster, 1, "cluster", "info").splitlines()
+    )
+    assert info["cluster_state"] == "ok" and info["cluster_slots_assigned"] == "16384"
+    assert info["cluster_known_nodes"] == "3" and info["cluster_size"] == "3"
+    st = {s.name: s for s in LocalStack(redis_cluster).status()}
+    assert all(st[f"redis-{i}"].ready for i in (1, 2, 3)), st
+
+
+def test_redis_cli_and_wearmon_clients_see_one_keyspace(redis_cluster: Settings) -> None:
+    """Keys written by redis-cli -c through one node are read through the others and by
+    the cluster-aware client, which spreads its own keys over every primary."""
+    for i in range(20):
+        assert _cli(redis_cluster, i % SHARDS, "set", f"cli:{i}", str(i)) == "OK"
+    assert _cli(redis_cluster, 2, "get", "cli:7") == "7"
+    client = redis_cluster.redis.connect()
+    try:
+        assert [client.get(f"cli:{i}") for i in range(20)] == [str(i).encode() for i in range(20)]
+        for i in range(30):
+            client.set(f"lib:{i}", i)
+        sizes = [client.dbsize(target_nodes=node) for node in client.get_primaries()]
+        assert len(sizes) == SHARDS and all(n > 0 for n in sizes), sizes
+        assert _cli(redis_cluster, 0, "get", "lib:29") == "29"
+        # keys of one hash tag live on one node: a script may touch them together
+        n = client.eval(
+            "redis.call('SET', KEYS[1], 1); redis.call('SET', KEYS[2], 2); return 2",
+            2, "a:{dev-1}", "b:{dev-1}",
+        )  # fmt: skip
+        assert n == 2 and _cli(redis_cluster, 1, "get", "b:{dev-1}") == "2"
+    finally:
+        client.close()
+
+
+def test_the_champion_channel_reaches_a_worker_through_the_cluster(
+    redis_cluster: Settings,
+) -> None:
+    """A worker's model manager (asyncio cluster client, subscribed on one node) looks the
+    champion up at once when the promotion publishes (sync cluster client, maybe through
+    another node: PUBLISH reaches every node's subscribers); its poll interval is 60 s."""
+    from stream_processor.models import CHAMPION_CHANNEL, ModelManager
+    from trainer.promotion import publish_champion
+
+    settings = redis_cluster.model_copy(
+        update={"stream": redis_cluster.stream.model_copy(update={"model_poll_s": 60.0})}
+    )
+    lookups: list[float] = []
+    manager = ModelManager(settings, version_fn=lambda: lookups.append(time.monotonic()))
+
+    async def scenario() -> None:
+        task = asyncio.create_task(manager.run(settings.redis))
+        try:
+            deadline = time.monotonic() + 10
+            while not lookups:  # published again until the subscription is in place
+                assert time.monotonic() < deadline, "no lookup after the publishes"
+                assert not task.done(), task.exception()
+                assert publish_champion(settings, "42")
+                await asyncio.sleep(0.2)
+            # the manager subscribed on one primary of the cluster
+            client = settings.redis.connect()
+            subs = [
+                client.pubsub_numsub(CHAMPION_CHANNEL, target_nodes=node)
+                for node in client.get_primaries()
+            ]
+            client.close()
+            assert sorted(n for [(_, n)] in subs) == [0, 0, 1], subs
+        finally:
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+
+    asyncio.run(scenario())

@@ -2,20 +2,34 @@
 end-to-end latency under 1 s, against a naive baseline, in the same run on this machine.
 
     .venv/bin/python benchmarks/bench_stream.py [--steps 250,500,1000,1500] [--naive 5,10,20]
+        [--measure-s 20] [--repeats 3] [--out results.json]
+        [--beside-retrain] [--public-api] [--no-monitor]
 
 It starts an isolated local stack (Kafka, Redis, Prometheus) on free ports, registers the
 thesis model (or a small stand-in when the anchors are absent), then for each device count:
 
 - pipeline: a generator process sends, per device, one accel and one gyro SampleBatch of
   25 samples every 0.5 s (50 Hz, real time) to ``wearmon.samples``; one ``wearmon process``
-  worker (micro-batched compiled inference, pipelined Redis writes) consumes them.
+  worker (micro-batched inference, pipelined Redis writes) consumes them, and ``wearmon
+  monitor`` checks the same Redis on its default interval (retraining off: the synthetic
+  devices drift from the reference). Each step warms up, then measures ``--repeats``
+  intervals back to back: latency from the worker's histograms, CPU of every process
+  (worker, Kafka broker, Redis, Prometheus, monitor, generator) from /proc, Redis' commands
+  and bytes (INFO stats, commandstats), the bytes the broker appended per topic.
 - naive: the same devices send one message per sample (100 msgs/s per device); a plain
   consumer windows them with the same IncrementalWindower and calls ``model.predict`` per
   window, writing each prediction to Redis with single commands.
 
 End-to-end latency = time of the Redis write - ``sent_ms`` of the message that completed the
-window (the event-time lateness wait is not part of it). A step passes when p99 < 1 s and the
-pipeline keeps up (>= 90 % of the expected windows predicted in the measuring interval).
+window (the event-time lateness wait is not part of it). A step passes when p99 < 1 s and at
+least 99 % of the windows due in its measuring time were predicted in it; the stepping stops
+at the first step that fails.
+
+``--beside-retrain`` runs the steps again while a real ``wearmon model retrain`` (from
+scratch, the default recipe, a labelled recording in the incoming folder as its new data)
+runs at ``monitor.retrain_nice``, started as the monitor starts it. ``--public-api`` runs
+them again with a worker whose sample messages come through Faust's public API
+(benchmarks/public_api_worker.py). Both in the same run as the plain steps.
 """
 
 from __future__ import annotations
@@ -24,8 +38,11 @@ import argparse
 import contextlib
 import json
 import logging
+import math
 import multiprocessing as mp
 import os
+import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -45,6 +62,12 @@ WARM_S = 12.0
 #: spawn, not fork: the parent has TensorFlow loaded (model import)
 _MP = mp.get_context("spawn")
 MEASURE_S = 20.0
+#: a step passes with p99 end-to-end latency under 1 s and at least this share of the windows
+#: due in its measuring time predicted in it
+PASS_SHARE = 0.99
+#: --beside-retrain: seconds between starting the retraining and measuring (its imports and
+#: data loading done, it trains through the interval)
+RETRAIN_WARM_S = 40.0
 #: latency histograms of the worker: end to end, and its parts before inference starts
 LATENCIES = {
     "e2e": "wearmon_stream_e2e_latency_seconds",
@@ -311,14 +334,246 @@ def _start_profiler(pid: int, out: Path, seconds: float) -> subprocess.Popen[byt
     )  # fmt: skip
 
 
-def _start_worker(env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+def _redis_stats(r: Any) -> dict[str, float]:
+    """Redis' own counters: commands processed, bytes in and out over its connections, and
+    calls per command (INFO stats, INFO commandstats)."""
+    st = r.info("stats")
+    out = {
+        "commands": float(st["total_commands_processed"]),
+        "net_in": float(st["total_net_input_bytes"]),
+        "net_out": float(st["total_net_output_bytes"]),
+    }
+    for name, v in r.info("commandstats").items():
+        out["cmd:" + name.removeprefix("cmdstat_")] = float(v["calls"])
+    return out
+
+
+def _kafka_log_bytes(root: Path) -> dict[str, int]:
+    """Bytes in the broker's log segments per topic (every ``<topic>-<partition>/<20
+    digits>.log`` under ``root``): what the broker appended, record batch headers included."""
+    out: dict[str, int] = {}
+    for f in root.rglob("*.log"):
+        if len(f.stem) != 20 or not f.stem.isdigit():
+            continue
+        topic = f.parent.name.rsplit("-", 1)[0]
+        with contextlib.suppress(OSError):
+            out[topic] = out.get(topic, 0) + f.stat().st_size
+    return out
+
+
+def _monitor_stats(port: int | None) -> dict[str, float]:
+    """The monitor's checks by result and their total duration (its /metrics)."""
+    if port is None:
+        return {}
+    vals: dict[str, float] = {}
+    url = f"http://127.0.0.1:{port}/metrics"
+    with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=5) as resp:
+        for line in resp.read().decode().splitlines():
+            if line.startswith(("wearmon_monitor_checks_total", "wearmon_monitor_check_seconds")):
+                name, v = line.rsplit(" ", 1)
+                vals[name] = float(v)
+    return vals
+
+
+def _snapshot(ports: list[int], pids: dict[str, int], workers: list[int], r: Any,
+              kafka_root: Path, monitor_port: int | None) -> dict[str, Any]:  # fmt: skip
+    return {
+        "t": time.monotonic(),
+        "metrics": _scrape(ports),
+        "cpu": {k: _cpu_s(pid) for k, pid in pids.items()},
+        "busy": _machine_busy_s(),
+        "threads": _threads_cpu_s(workers),
+        "redis": _redis_stats(r),
+        "kafka": _kafka_log_bytes(kafka_root),
+        "monitor": _monitor_stats(monitor_port),
+    }
+
+
+def _interval_row(a: dict[str, Any], b: dict[str, Any], n: int) -> dict[str, Any]:
+    """The figures of one measuring interval between snapshots ``a`` and ``b`` with ``n``
+    devices."""
+    ma, mb = a["metrics"], b["metrics"]
+    elapsed = b["t"] - a["t"]
+
+    def d(name: str) -> float:
+        return mb.get(name, 0.0) - ma.get(name, 0.0)
+
+    cores = {k: (b["cpu"][k] - a["cpu"][k]) / elapsed for k in b["cpu"]}
+    cores["worker"] = sum(v for k, v in cores.items() if k.startswith("worker"))
+    preds = d("predictions")
+    msgs = d("messages")
+    nb = d("wearmon_stream_batch_size_count")
+    expected = n * 0.5 * elapsed
+    dev_s = n * elapsed  # device-seconds of the interval
+    ra, rb = a["redis"], b["redis"]
+    cmds = {k[4:]: rb[k] - ra.get(k, 0.0) for k in rb if k.startswith("cmd:")}
+    kafka = {t: b["kafka"][t] - a["kafka"].get(t, 0) for t in b["kafka"]}
+    mona, monb = a["monitor"], b["monitor"]
+    checks = {
+        k.split('result="')[1].split('"')[0]: monb[k] - mona.get(k, 0.0)
+        for k in monb
+        if k.startswith("wearmon_monitor_checks_total{")
+    }
+    thr = {k: (b["threads"][k] - a["threads"][k]) / elapsed for k in b["threads"]}
+    return {
+        "seconds": round(elapsed, 2),
+        "p50_s_le": _quantile_le(ma, mb, 0.5),
+        "p90_s_le": _quantile_le(ma, mb, 0.9),
+        "p99_s_le": _quantile_le(ma, mb, 0.99),
+        # where the latency goes: message to cut window, cut window to batch start
+        "ingest_p50_p99_s_le": [_quantile_le(ma, mb, q, "ingest") for q in (0.5, 0.99)],
+        "queue_p50_p99_s_le": [_quantile_le(ma, mb, q, "queue") for q in (0.5, 0.99)],
+        "predictions": int(preds),
+        "expected": int(expected),
+        "expected_f": round(expected, 2),
+        "windows_share": round(preds / expected, 4) if expected else 0.0,
+        # cores used by each process over the interval (2 cores = 2.0)
+        "cores": {k: round(v, 4) for k, v in cores.items()},
+        # CPU milliseconds per device-second, per process
+        "cpu_ms_per_device_s": {k: round(v * elapsed * 1000 / dev_s, 4) for k, v in cores.items()},
+        # worker CPU per sample message it consumed (independent of contention)
+        "worker_cpu_us_per_msg": round(cores["worker"] * elapsed / max(1.0, msgs) * 1e6, 1),
+        # the worker's threads: TensorFlow's pools (inference); the event loop (consuming,
+        # windowing, batch cycle); the rest (the inference thread, where an XLA-compiled
+        # call runs, the Redis writes, Kafka client threads)
+        "worker_tf_cores": round(thr["tf"], 3),
+        "worker_main_cores": round(thr["main"], 3),
+        "worker_other_cores": round(thr["python"], 3),
+        "mean_batch": round(d("wearmon_stream_batch_size_sum") / nb, 1) if nb else 0,
+        "inference_ms_per_window": round(
+            d("wearmon_stream_inference_seconds_sum") * 1000 / max(1.0, preds), 2
+        ),
+        "redis": {
+            "commands_per_device_s": round((rb["commands"] - ra["commands"]) / dev_s, 3),
+            "bytes_in_per_device_s": round((rb["net_in"] - ra["net_in"]) / dev_s, 1),
+            "bytes_out_per_device_s": round((rb["net_out"] - ra["net_out"]) / dev_s, 1),
+            "calls_per_device_s": {
+                k: round(v / dev_s, 3) for k, v in sorted(cmds.items()) if v > 0
+            },
+        },
+        # bytes the broker appended to each topic's log (samples in, predictions out, ...)
+        "kafka_log_bytes_per_device_s": {
+            t: round(v / dev_s, 1) for t, v in sorted(kafka.items()) if v > 0
+        },
+        "monitor_checks": {k: int(v) for k, v in checks.items() if v},
+        "monitor_check_s": round(
+            monb.get("wearmon_monitor_check_seconds_sum", 0.0)
+            - mona.get("wearmon_monitor_check_seconds_sum", 0.0),
+            2,
+        ),
+        "load1": round(os.getloadavg()[0], 2),
+        # the whole machine over the interval (every process, the kernel): busy cores out of
+        # os.cpu_count(), and time stolen by the hypervisor
+        "machine_busy_cores": round((b["busy"][0] - a["busy"][0]) / elapsed, 2),
+        "machine_steal_cores": round((b["busy"][1] - a["busy"][1]) / elapsed, 2),
+        # time the workers' event loops stood still for garbage collection
+        "gc_pause_s": round(d('wearmon_stream_gc_pause_seconds_sum{generation="2"}'), 3),
+    }
+
+
+def windows_kept(predicted: int, expected: float) -> bool:
+    """At least PASS_SHARE of the windows due in the measuring time were predicted in it
+    (to the window: the time due is not a whole number of windows)."""
+    return predicted >= math.floor(PASS_SHARE * expected)
+
+
+def _spread(values: list[float]) -> dict[str, float]:
+    """Median and range of repeated measurements."""
+    return {
+        "median": round(float(statistics.median(values)), 4),
+        "min": round(float(min(values)), 4),
+        "max": round(float(max(values)), 4),
+        "n": len(values),
+    }
+
+
+def summarize_step(n: int, whole: dict[str, Any], reps: list[dict[str, Any]]) -> dict[str, Any]:
+    """A step's row: the figures over its whole measuring time (``whole``, what the pass rule
+    reads), each repeat's row, and the median and range over the repeats of the main ones."""
+    ok = whole["p99_s_le"] < 1.0 and windows_kept(whole["predictions"], whole["expected_f"])
+    comps = sorted({k for r in reps for k in r["cpu_ms_per_device_s"]})
+    return {
+        "devices": n,
+        "ok": ok,
+        **whole,
+        "repeats": reps,
+        "spread": {
+            "p50_s_le": _spread([r["p50_s_le"] for r in reps]),
+            "p90_s_le": _spread([r["p90_s_le"] for r in reps]),
+            "p99_s_le": _spread([r["p99_s_le"] for r in reps]),
+            "windows_share": _spread([r["windows_share"] for r in reps]),
+            "cpu_ms_per_device_s": {
+                k: _spread([r["cpu_ms_per_device_s"].get(k, 0.0) for r in reps]) for k in comps
+            },
+            "redis_commands_per_device_s": _spread(
+                [r["redis"]["commands_per_device_s"] for r in reps]
+            ),
+            "redis_bytes_in_per_device_s": _spread(
+                [r["redis"]["bytes_in_per_device_s"] for r in reps]
+            ),
+            "kafka_bytes_per_device_s": _spread(
+                [float(sum(r["kafka_log_bytes_per_device_s"].values())) for r in reps]
+            ),
+        },
+    }
+
+
+def _start_worker(
+    env: dict[str, str], log_path: Path, public_api: bool = False
+) -> subprocess.Popen[bytes]:
     fh = open(log_path, "ab")  # noqa: SIM115
+    if public_api:  # the worker with Faust's public delivery path (benchmarks/public_api_worker)
+        cmd = [str(Path(__file__).with_name("public_api_worker.py"))]
+    else:
+        cmd = ["-m", "wearmon.cli.main"]
     return subprocess.Popen(
-        [sys.executable, "-m", "wearmon.cli.main", "process"],
+        [sys.executable, *cmd, "process"],
         env=env,
         stdout=fh,
         stderr=subprocess.STDOUT,
     )
+
+
+def _start_monitor(settings: Any, work: Path) -> tuple[subprocess.Popen[bytes], int]:
+    """``wearmon monitor`` against the same Redis with its default interval and windows,
+    retraining off (the benchmark's synthetic devices drift from the reference, and a
+    retraining would take the cores the measurement is about). Started as the monitor
+    starts its children (wearmon.processes: the same settings in its environment)."""
+    from wearmon import processes
+    from wearmon.stack import free_port
+
+    port = free_port()
+    s = settings.model_copy(
+        update={
+            "monitor": settings.monitor.model_copy(update={"retrain": False}),
+            "metrics": settings.metrics.model_copy(update={"monitor_port": port}),
+        }
+    )
+    return processes.start(s, ["monitor"], work / "monitor.log"), port
+
+
+def _wait_monitor_checked(port: int, gen_stop: Any, timeout: float = 240.0) -> None:
+    """Wait until the monitor has finished a check (its reference is loaded)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        st = _monitor_stats(port)
+        if any(v > 0 for k, v in st.items() if 'result="ok"' in k or 'result="drift"' in k):
+            return
+        time.sleep(2)
+    raise SystemExit("the monitor did not finish a check in time; see its log")
+
+
+def _start_retraining(settings: Any, work: Path) -> subprocess.Popen[bytes]:
+    """A real ``wearmon model retrain`` (from scratch, the default recipe), started as the
+    monitor starts it (wearmon.processes at ``monitor.retrain_nice``), with a labelled
+    recording in the incoming folder as its new data (else it refuses without training)."""
+    from trainer import pool
+    from wearmon import processes
+    from wearmon.signals.recording_gen import make_recording
+
+    make_recording(pool.incoming_dir(settings) / "bench-wearer", subject=7, seed=2, max_exercises=4)
+    args = ["model", "retrain", "--trigger-id", f"bench-{int(time.time())}"]
+    return processes.start(settings, args, work / "retrain.log", nice=settings.monitor.retrain_nice)
 
 
 def bench_pipeline(
@@ -332,19 +587,30 @@ def bench_pipeline(
     message_ms: int = 500,
     kafka_probe: bool = False,
     measure_s: float = MEASURE_S,
+    repeats: int = 1,
+    monitor: bool = True,
+    public_api: bool = False,
+    beside_retrain: bool = False,
+    label: str = "pipeline",
 ) -> list[dict[str, Any]]:
+    """Step through ``steps`` device counts (stopping at the first that fails); each step
+    warms up, then measures ``repeats`` intervals of ``measure_s`` back to back.
+    ``beside_retrain``: a real retraining runs through the intervals of every step."""
     import redis
 
     from wearmon.stack import free_port
 
     r = redis.Redis.from_url(settings.redis.url)
     ports = [settings.metrics.stream_port] + [free_port() for _ in range(n_workers - 1)]
-    logs = [work / f"worker-{i}.log" for i in range(n_workers)]
+    logs = [work / f"{label}-worker-{i}.log" for i in range(n_workers)]
     workers = [
-        _start_worker({**env, "WEARMON_METRICS__STREAM_PORT": str(p)}, lp)
+        _start_worker({**env, "WEARMON_METRICS__STREAM_PORT": str(p)}, lp, public_api)
         for p, lp in zip(ports, logs, strict=True)
     ]
     worker = workers[0]
+    mon, mon_port = _start_monitor(settings, work) if monitor else (None, None)
+    retraining = None
+    children: list[Any] = []  # the step's generator and probe (stopped on the way out)
     results = []
     try:
         deadline = time.monotonic() + 240
@@ -356,7 +622,7 @@ def bench_pipeline(
             except OSError:
                 pass
             if time.monotonic() > deadline or any(w.poll() is not None for w in workers):
-                raise SystemExit(f"a worker did not start; see {work}/worker-*.log")
+                raise SystemExit(f"a worker did not start; see {work}/{label}-worker-*.log")
             time.sleep(1)
         if n_workers > 1:
             time.sleep(10)  # the group's rebalance settles
@@ -375,12 +641,22 @@ def bench_pipeline(
                 ),
             )
             g.start()
+            children[:] = [g]
             time.sleep(WARM_S)
+            if mon_port is not None and not results:
+                _wait_monitor_checked(mon_port, stop)  # its reference loaded before measuring
+            if beside_retrain:
+                retraining = _start_retraining(settings, work)
+                time.sleep(RETRAIN_WARM_S)  # past its imports and pool building, training
             prof = None
             if profile is not None:
-                prof = _start_profiler(worker.pid, profile / f"worker-{n}.txt", measure_s)
+                prof = _start_profiler(worker.pid, profile / f"worker-{n}.txt", measure_s * repeats)
             pids = {"generator": g.pid or 0, **(services or {})}
             pids.update({f"worker{i}": w.pid for i, w in enumerate(workers)})
+            if mon is not None:
+                pids["monitor"] = mon.pid
+            if retraining is not None:
+                pids["retraining"] = retraining.pid
             probe_q: Any = _MP.Queue()
             probe = None
             if kafka_probe:  # off by default: its consumer adds load to the two cores
@@ -389,86 +665,54 @@ def bench_pipeline(
                     args=(
                         settings.kafka.bootstrap_servers,
                         settings.kafka.samples_topic,
-                        measure_s,
+                        measure_s * repeats,
                         probe_q,
                     ),
                 )
                 probe.start()
-            a = _scrape(ports)
-            cpu_a = {k: _cpu_s(pid) for k, pid in pids.items()}
-            busy_a = _machine_busy_s()
-            thr_a = _threads_cpu_s([w.pid for w in workers])
-            t_a = time.monotonic()
-            time.sleep(measure_s)
-            b = _scrape(ports)
-            cpu_b = {k: _cpu_s(pid) for k, pid in pids.items()}
-            busy_b = _machine_busy_s()
-            thr_b = _threads_cpu_s([w.pid for w in workers])
-            elapsed = time.monotonic() - t_a
-            cores = {k: (cpu_b[k] - cpu_a[k]) / elapsed for k in pids}
-            cores["worker"] = sum(v for k, v in cores.items() if k.startswith("worker"))
-            load1 = os.getloadavg()[0]
+                children.append(probe)
+            wpids = [w.pid for w in workers]
+            snap = [_snapshot(ports, pids, wpids, r, settings.data_dir, mon_port)]
+            for _ in range(repeats):
+                time.sleep(measure_s)
+                snap.append(_snapshot(ports, pids, wpids, r, settings.data_dir, mon_port))
+            retrain_running = None
+            if retraining is not None:
+                retrain_running = retraining.poll() is None
+                from wearmon import processes
+
+                processes.stop(retraining, timeout_s=10)
+                retraining = None
             stop.set()
             g.join(20)
             if prof is not None:
                 prof.wait(60)
-            p99 = _quantile_le(a, b, 0.99)
-            kafka_delay = None
+            reps = [_interval_row(snap[i], snap[i + 1], n) for i in range(repeats)]
+            row = summarize_step(n, _interval_row(snap[0], snap[-1], n), reps)
             if probe is not None:
-                kafka_delay = probe_q.get(timeout=60)
-                probe.join(10)
-            preds = b.get("predictions", 0) - a.get("predictions", 0)
-            msgs = b.get("messages", 0) - a.get("messages", 0)
-
-            def d(name: str, a: dict[str, float] = a, b: dict[str, float] = b) -> float:
-                return b.get(name, 0.0) - a.get(name, 0.0)
-
-            nb = d("wearmon_stream_batch_size_count")
-            expected = n * 0.5 * measure_s
-            ok = p99 < 1.0 and preds >= 0.9 * expected
-            row = {
-                "devices": n,
-                "p99_s_le": p99,
-                "p50_s_le": _quantile_le(a, b, 0.5),
-                "p90_s_le": _quantile_le(a, b, 0.9),
-                # where the latency goes: message to cut window, cut window to batch start
-                "ingest_p50_p99_s_le": [_quantile_le(a, b, q, "ingest") for q in (0.5, 0.99)],
-                "queue_p50_p99_s_le": [_quantile_le(a, b, q, "queue") for q in (0.5, 0.99)],
                 # Kafka alone (a separate consumer): p50, p99, max seconds from sent_ms
-                "kafka_delay_s": kafka_delay,
-                "predictions": int(preds),
-                "expected": int(expected),
-                "ok": ok,
-                # cores used by each process over the interval (2 cores = 2.0)
-                "cores": {k: round(v, 3) for k, v in cores.items()},
-                # worker CPU per sample message it consumed (independent of contention)
-                "worker_cpu_us_per_msg": round(cores["worker"] * elapsed / max(1.0, msgs) * 1e6, 1),
-                # of the worker's cores: TensorFlow's thread pools (inference)
-                "worker_tf_cores": round((thr_b["tf"] - thr_a["tf"]) / elapsed, 3),
-                # the event loop thread(s): consuming, windowing, batch cycle
-                "worker_main_cores": round((thr_b["main"] - thr_a["main"]) / elapsed, 3),
-                # the other Python threads: the inference thread (an XLA-compiled call runs
-                # here, not in TensorFlow's pools), the Redis writes, Kafka client threads
-                "worker_other_cores": round((thr_b["python"] - thr_a["python"]) / elapsed, 3),
-                "mean_batch": round(d("wearmon_stream_batch_size_sum") / nb, 1) if nb else 0,
-                "inference_ms_per_window": round(
-                    d("wearmon_stream_inference_seconds_sum") * 1000 / max(1.0, preds), 2
-                ),
-                "load1": round(load1, 2),
-                # the whole machine over the interval (every process, the kernel): busy
-                # cores out of os.cpu_count(), and time stolen by the hypervisor
-                "machine_busy_cores": round((busy_b[0] - busy_a[0]) / elapsed, 2),
-                # time the workers' event loops stood still for garbage collection
-                "gc_pause_s": round(d('wearmon_stream_gc_pause_seconds_sum{generation="2"}'), 3),
-                "machine_steal_cores": round((busy_b[1] - busy_a[1]) / elapsed, 2),
-            }
-            log.info("pipeline %s", row)
+                row["kafka_delay_s"] = probe_q.get(timeout=60)
+                probe.join(10)
+            if beside_retrain:
+                row["retraining_ran_through"] = retrain_running
+            log.info(
+                "%s %d devices: p50/p90/p99 <= %s/%s/%s s, %d of %d windows, ok %s",
+                label, n, row["p50_s_le"], row["p90_s_le"], row["p99_s_le"],
+                row["predictions"], row["expected"], row["ok"],
+            )  # fmt: skip
             results.append(row)
             time.sleep(6)  # drain
             r.delete(*[k for k in r.scan_iter(match=f"pred:*:p{n}-*", count=5000)] or ["-"])
-            if not ok:
+            if not row["ok"]:
                 break
     finally:
+        from wearmon import processes
+
+        _kill_children(children)
+        if retraining is not None:
+            processes.stop(retraining, timeout_s=10)
+        if mon is not None:
+            processes.stop(mon, timeout_s=20)
         for w in workers:
             w.terminate()
         for w in workers:
@@ -476,7 +720,46 @@ def bench_pipeline(
     return results
 
 
-def bench_naive(settings: Any, steps: list[int]) -> list[dict[str, Any]]:
+def _naive_measure(
+    c: Any, g: Any, q: Any, services: dict[str, int] | None, measure_s: float, repeats: int
+) -> tuple[list[list[float]], float, dict[str, float], dict[str, float]]:
+    """The naive step's latencies per interval, its length, and CPU seconds per process
+    before and after."""
+    time.sleep(WARM_S)
+    while not q.empty():
+        q.get()
+    pids = {"consumer": c.pid or 0, "generator": g.pid or 0, **(services or {})}
+    cpu_a = {k: _cpu_s(pid) for k, pid in pids.items()}
+    t_a = time.monotonic()
+    parts: list[list[float]] = []
+    for _ in range(repeats):
+        t_end = time.monotonic() + measure_s
+        lats: list[float] = []
+        while time.monotonic() < t_end:
+            with contextlib.suppress(Exception):
+                lats.append(q.get(timeout=0.5))
+        parts.append(lats)
+    elapsed = time.monotonic() - t_a
+    return parts, elapsed, cpu_a, {k: _cpu_s(pid) for k, pid in pids.items()}
+
+
+def _kill_children(children: list[Any]) -> None:
+    """End multiprocessing children still running (an interrupted step)."""
+    for c in children:
+        if c.is_alive():
+            c.kill()
+            c.join(5)
+
+
+def bench_naive(
+    settings: Any,
+    steps: list[int],
+    services: dict[str, int] | None = None,
+    measure_s: float = MEASURE_S,
+    repeats: int = 1,
+) -> list[dict[str, Any]]:
+    """The naive baseline, stepping like the pipeline (the same pass rule), each step's
+    measuring time split into ``repeats`` intervals for the spread."""
     from confluent_kafka.admin import AdminClient, NewTopic
 
     results = []
@@ -490,37 +773,45 @@ def bench_naive(settings: Any, steps: list[int]) -> list[dict[str, Any]]:
         stop_c, stop_g = _MP.Event(), _MP.Event()
         c = _MP.Process(target=_naive_consumer, args=(settings.model_dump_json(), topic, q, stop_c))
         c.start()
-        time.sleep(20)  # TF + model load
         g = _MP.Process(
             target=_generate,
             args=(settings.kafka.bootstrap_servers, topic, n, True, f"n{n}", stop_g),
         )
-        g.start()
-        time.sleep(WARM_S)
-        while not q.empty():
-            q.get()
-        t_end = time.monotonic() + MEASURE_S
-        lats: list[float] = []
-        while time.monotonic() < t_end:
-            with contextlib.suppress(Exception):
-                lats.append(q.get(timeout=0.5))
-        stop_g.set()
-        stop_c.set()
-        g.join(20)
-        c.join(30)
-        if c.is_alive():
-            c.kill()
-        p99 = float(np.percentile(lats, 99)) if lats else float("inf")
-        expected = n * 0.5 * MEASURE_S
-        ok = p99 < 1.0 and len(lats) >= 0.9 * expected
+        try:
+            time.sleep(20)  # TF + model load
+            g.start()
+            parts, elapsed, cpu_a, cpu_b = _naive_measure(c, g, q, services, measure_s, repeats)
+        finally:
+            stop_g.set()
+            stop_c.set()
+            if g.pid is not None:  # started
+                g.join(20)
+            c.join(30)
+            _kill_children([g, c])
+        every = [v for part in parts for v in part]
+        p99 = float(np.percentile(every, 99)) if every else float("inf")
+        expected = n * 0.5 * elapsed
+        ok = p99 < 1.0 and windows_kept(len(every), expected)
+        dev_s = n * elapsed
         row = {
             "devices": n,
+            "p50_s": round(float(np.percentile(every, 50)), 3) if every else float("inf"),
             "p99_s": round(p99, 3),
-            "predictions": len(lats),
+            "predictions": len(every),
             "expected": int(expected),
             "ok": ok,
+            "cpu_ms_per_device_s": {
+                k: round((cpu_b[k] - cpu_a[k]) * 1000 / dev_s, 3) for k in cpu_b
+            },
+            "spread": {
+                "p99_s": _spread(
+                    [float(np.percentile(x, 99)) if x else float("inf") for x in parts]
+                ),
+                "windows_share": _spread([len(x) / (n * 0.5 * measure_s) for x in parts]),
+            },
         }
-        log.info("naive %s", row)
+        log.info("naive %d devices: p99 %.3f s, %d of %d windows, ok %s",
+                 n, p99, len(every), int(expected), ok)  # fmt: skip
         results.append(row)
         if not ok:
             break
@@ -547,6 +838,15 @@ def _register_model(settings: Any) -> str:
     return v
 
 
+def _interrupted(signum: int, _frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def _services(stack: Any) -> dict[str, int]:
+    """PIDs of the stack's processes (Kafka broker, Redis, Prometheus)."""
+    return {st.name: st.pid for st in stack.status() if st.pid}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", default="250,500,1000,1500,2000")
@@ -566,7 +866,18 @@ def main() -> None:
         "--measure-s",
         type=float,
         default=MEASURE_S,
-        help="Length of each pipeline step's measuring interval (a soak: e.g. 300).",
+        help="Length of each measuring interval (a soak: e.g. 300).",
+    )
+    ap.add_argument(
+        "--repeats",
+        type=int,
+        default=1,
+        help="Measuring intervals per step, back to back (medians and ranges over them).",
+    )
+    ap.add_argument(
+        "--no-monitor",
+        action="store_true",
+        help="Without `wearmon monitor` (by default it runs against the same Redis).",
     )
     ap.add_argument(
         "--kafka-probe",
@@ -578,8 +889,25 @@ def main() -> None:
         default=None,
         help="Folder: py-spy samples the worker during each measuring interval (raw stacks).",
     )
+    ap.add_argument(
+        "--beside-retrain",
+        action="store_true",
+        help="Each step twice: alone, then while a real `wearmon model retrain` runs at "
+        "monitor.retrain_nice (e.g. --steps 100 --naive '' --measure-s 90).",
+    )
+    ap.add_argument(
+        "--public-api",
+        action="store_true",
+        help="Each step also with a worker whose sample messages come through Faust's "
+        "public API (an agent over stream.take_events with manual acks; "
+        "benchmarks/public_api_worker.py), in the same run.",
+    )
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    # SIGTERM (and SIGINT, which a shell's background job ignores) unwinds like Ctrl-C: the
+    # stack, workers and monitor are stopped on the way out
+    signal.signal(signal.SIGTERM, _interrupted)
+    signal.signal(signal.SIGINT, _interrupted)
 
     from wearmon.settings import Settings
     from wearmon.stack import LocalStack, free_port
@@ -597,7 +925,9 @@ def main() -> None:
         metrics={"stream_port": ports[4]},
     )
     stack = LocalStack(settings)
+    load_start = [round(v, 2) for v in os.getloadavg()]
     stack.up(timeout=180)
+    extra: dict[str, Any] = {}
     try:
         version = _register_model(settings)
         env = dict(os.environ)
@@ -615,20 +945,32 @@ def main() -> None:
         profile = Path(args.profile) if args.profile else None
         if profile is not None:
             profile.mkdir(parents=True, exist_ok=True)
-        services = {st.name: st.pid for st in stack.status() if st.pid and st.name != "prometheus"}
-        pipe = bench_pipeline(
-            settings,
-            env,
-            steps,
-            work,
-            profile,
-            services,
-            args.workers,
-            message_ms=args.message_ms,
-            kafka_probe=args.kafka_probe,
-            measure_s=args.measure_s,
-        )
-        naive = bench_naive(settings, naive_steps)
+        services = _services(stack)
+
+        def run(label: str, **kw: Any) -> list[dict[str, Any]]:
+            return bench_pipeline(
+                settings,
+                env,
+                steps,
+                work,
+                profile,
+                services,
+                args.workers,
+                message_ms=args.message_ms,
+                kafka_probe=args.kafka_probe,
+                measure_s=args.measure_s,
+                repeats=args.repeats,
+                monitor=not args.no_monitor,
+                label=label,
+                **kw,
+            )
+
+        pipe = run("pipeline")
+        if args.beside_retrain:
+            extra["beside_retrain"] = run("beside-retrain", beside_retrain=True)
+        if args.public_api:
+            extra["public_api"] = run("public-api", public_api=True)
+        naive = bench_naive(settings, naive_steps, services, args.measure_s, args.repeats)
     finally:
         stack.down()
     best = max([r["devices"] for r in pipe if r["ok"]], default=0)
@@ -636,11 +978,17 @@ def main() -> None:
     summary = {
         "model_version": version,
         "cpus": os.cpu_count(),
+        "loadavg_start": load_start,
         "loadavg_end": [round(v, 2) for v in os.getloadavg()],
         "workers": args.workers,
         "message_ms": args.message_ms,
+        "measure_s": args.measure_s,
+        "repeats": args.repeats,
+        "monitor": not args.no_monitor,
+        "pass_share": PASS_SHARE,
         "pipeline": pipe,
         "naive": naive,
+        **extra,
         "pipeline_devices": best,
         "naive_devices": best_naive,
         "ratio": round(best / best_naive, 1) if best_naive else None,

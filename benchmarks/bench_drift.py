@@ -1,12 +1,17 @@
 """Drift check benchmark and evaluation on the real seglearn watch windows (printed figures).
 
     python benchmarks/bench_drift.py                 # one check: 10,000 reference x 2,000 live
+    python benchmarks/bench_drift.py --table --json out.json  # reference 1k/10k/100k x live sizes
     python benchmarks/bench_drift.py --evaluate      # false alarms / detection, held-out subjects
     python benchmarks/bench_drift.py --service-cpu   # the monitor's CPU beside 1,000 devices
     python benchmarks/bench_drift.py --delay         # detection delay, replayed in device time
 
 The timing uses windows cut with a 20-sample hop (overlapping, so there are enough): the
 reference from subjects 1-8, the live windows from subjects 9 and 10, drawn to the sizes asked.
+``--table`` times, for each reference size, building the reference (once per champion in the
+monitor) and, for each live size, one check with the monitor's default CheckConfig (it reads
+the newest ``max_live`` = 2,000 live windows; a larger live size raises ``max_live`` to it),
+median and range over ``--repeats`` checks.
 ``--evaluate`` holds out each subject in turn: calibration (itself leave-one-subject-out) on
 the other nine, then checks of 100 consecutive windows of the held-out subject (half
 overlapping), clean and with injected drift (gain x1.25, x1.5 on both sensors, axis swap x<->y,
@@ -97,6 +102,75 @@ def bench_check(n_ref: int, n_live: int, repeats: int) -> None:
     print(f"one check, {n_ref} reference x {n_live} live windows, 50 devices, {repeats} runs:")
     print(f"  median {statistics.median(times):.3f} s, min {min(times):.3f} s, "
           f"max {max(times):.3f} s; score {res.score:.2f}")  # fmt: skip
+
+
+def cost_table(refs: list[int], lives: list[int], repeats: int) -> dict[str, object]:
+    """Seconds to build a reference of each size and to check each live size against it."""
+    import os
+
+    import pandas as pd
+
+    from monitoring.calibration import calibrate
+    from monitoring.drift import CheckConfig, build_reference, check
+    from wearmon.signals.features import FEATURE_NAMES, features_frame, window_features
+
+    x, groups = _data()
+    cal = calibrate(features_frame(x), groups)
+    xo, go = _data(hop=20)
+    rng = np.random.default_rng(0)
+    # features of every candidate window once; the sizes are drawn from them (a window's
+    # features do not depend on the others)
+    ref_pool = window_features(xo[~np.isin(go, ["9", "10"])])
+    live_pool = window_features(xo[np.isin(go, ["9", "10"])])
+    load_start = os.getloadavg()
+    rows = []
+    for n_ref in refs:
+        ref_f = ref_pool[rng.choice(len(ref_pool), n_ref, replace=n_ref > len(ref_pool))]
+        frame = pd.DataFrame(ref_f, columns=FEATURE_NAMES)
+        builds = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            ref = build_reference(frame, version="1", calibration=cal, cfg=CheckConfig())
+            builds.append(time.perf_counter() - t0)
+        for n_live in lives:
+            cfg = CheckConfig(max_live=max(CheckConfig().max_live, n_live))
+            live_f = live_pool[rng.choice(len(live_pool), n_live, replace=n_live > len(live_pool))]
+            devices = np.asarray([f"dev-{i % 50}" for i in range(n_live)])
+            batch = dataclasses.replace(_batch(live_f), devices=devices)
+            check(batch, ref, 0, cfg)  # warm-up
+            times = []
+            for i in range(repeats):
+                t0 = time.perf_counter()
+                check(batch, ref, i + 1, cfg)
+                times.append(time.perf_counter() - t0)
+            row = {
+                "reference": n_ref,
+                "live": n_live,
+                "max_live": cfg.max_live,
+                "build_s": _spread(builds),
+                "check_s": _spread(times),
+            }
+            b, c = row["build_s"]["median"], row["check_s"]["median"]
+            print(f"reference {n_ref:>7,} x live {n_live:>6,}: build {b:.3f} s, check {c:.3f} s",
+                  flush=True)  # fmt: skip
+            rows.append(row)
+    return {
+        "repeats": repeats,
+        "devices": 50,
+        "loadavg_start": [round(v, 2) for v in load_start],
+        "loadavg_end": [round(v, 2) for v in os.getloadavg()],
+        "reference_pool_windows": len(ref_pool),
+        "rows": rows,
+    }
+
+
+def _spread(values: list[float]) -> dict[str, float]:
+    return {
+        "median": round(statistics.median(values), 4),
+        "min": round(min(values), 4),
+        "max": round(max(values), 4),
+        "n": len(values),
+    }
 
 
 def evaluate() -> None:
@@ -307,9 +381,24 @@ def main() -> None:
     ap.add_argument("--interval", type=float, default=30.0, help="--delay: check interval")
     ap.add_argument("--onset", type=float, default=1800.0, help="--delay: drift onset, s")
     ap.add_argument("--seconds", type=float, default=60.0)
+    ap.add_argument("--table", action="store_true", help="cost against reference and live size")
+    ap.add_argument("--references", default="1000,10000,100000", help="--table: reference sizes")
+    ap.add_argument("--lives", default="100,500,2000,10000", help="--table: live sizes")
+    ap.add_argument("--json", default=None, help="--table: write the table here as JSON")
     args = ap.parse_args()
     warnings.simplefilter("ignore", RuntimeWarning)
-    if args.evaluate:
+    if args.table:
+        out = cost_table(
+            [int(v) for v in args.references.split(",")],
+            [int(v) for v in args.lives.split(",")],
+            args.repeats,
+        )
+        if args.json:
+            import json
+            from pathlib import Path
+
+            Path(args.json).write_text(json.dumps(out, indent=2))
+    elif args.evaluate:
         evaluate()
     elif args.service_cpu:
         service_cpu(args.devices, args.seconds)

@@ -43,8 +43,12 @@ typecheck: setup
 
 check: lint typecheck test
 
+# the bounded benchmark set (about 15 min, unattended): docs/benchmarks.json and the
+# docs/benchmarks.md rendered from it. Longer runs: BENCH_ARGS="--soak" or "--steps ...";
+# each benchmarks/bench_*.py also runs alone with its own options.
+BENCH_ARGS ?=
 bench: setup
-	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+	$(BIN)/python benchmarks/report.py $(BENCH_ARGS)
 
 stack-up: setup
 	$(BIN)/wearmon stack up

@@ -25,9 +25,10 @@ window (the event-time lateness wait is not part of it). A step passes when p99 
 least 99 % of the windows due in its measuring time were predicted in it; the stepping stops
 at the first step that fails.
 
-``--beside-retrain`` runs the steps again while a real ``wearmon model retrain`` (from
-scratch, the default recipe, a labelled recording in the incoming folder as its new data)
-runs at ``monitor.retrain_nice``, started as the monitor starts it. ``--public-api`` runs
+``--beside-retrain`` runs the steps again while real ``wearmon model retrain`` processes
+(the default recipe, a labelled recording in the incoming folder as their new data, the gate
+set to refuse so nothing is promoted) run back to back at ``monitor.retrain_nice``, started
+as the monitor starts them (RetrainLoop). ``--public-api`` runs
 them again with a worker whose sample messages come through Faust's public API
 (benchmarks/public_api_worker.py). Both in the same run as the plain steps.
 """
@@ -46,6 +47,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -65,9 +67,9 @@ MEASURE_S = 20.0
 #: a step passes with p99 end-to-end latency under 1 s and at least this share of the windows
 #: due in its measuring time predicted in it
 PASS_SHARE = 0.99
-#: --beside-retrain: seconds between starting the retraining and measuring (its imports and
-#: data loading done, it trains through the interval)
-RETRAIN_WARM_S = 40.0
+#: --beside-retrain: seconds between starting the first retraining and measuring (its
+#: imports and data loading done); retrainings then run back to back through the interval
+RETRAIN_WARM_S = 15.0
 #: latency histograms of the worker: end to end, and its parts before inference starts
 LATENCIES = {
     "e2e": "wearmon_stream_e2e_latency_seconds",
@@ -386,6 +388,7 @@ def _snapshot(ports: list[int], pids: dict[str, int], workers: list[int], r: Any
         "redis": _redis_stats(r),
         "kafka": _kafka_log_bytes(kafka_root),
         "monitor": _monitor_stats(monitor_port),
+        "load1": os.getloadavg()[0],
     }
 
 
@@ -461,7 +464,8 @@ def _interval_row(a: dict[str, Any], b: dict[str, Any], n: int) -> dict[str, Any
             - mona.get("wearmon_monitor_check_seconds_sum", 0.0),
             2,
         ),
-        "load1": round(os.getloadavg()[0], 2),
+        # the 1-minute load average at the end of the interval
+        "load1": round(b["load1"], 2),
         # the whole machine over the interval (every process, the kernel): busy cores out of
         # os.cpu_count(), and time stolen by the hypervisor
         "machine_busy_cores": round((b["busy"][0] - a["busy"][0]) / elapsed, 2),
@@ -563,17 +567,56 @@ def _wait_monitor_checked(port: int, gen_stop: Any, timeout: float = 240.0) -> N
     raise SystemExit("the monitor did not finish a check in time; see its log")
 
 
-def _start_retraining(settings: Any, work: Path) -> subprocess.Popen[bytes]:
-    """A real ``wearmon model retrain`` (from scratch, the default recipe), started as the
-    monitor starts it (wearmon.processes at ``monitor.retrain_nice``), with a labelled
-    recording in the incoming folder as its new data (else it refuses without training)."""
-    from trainer import pool
-    from wearmon import processes
-    from wearmon.signals.recording_gen import make_recording
+class RetrainLoop:
+    """Real retrainings back to back: ``wearmon model retrain`` (the default recipe), each
+    started as the monitor starts it (wearmon.processes at ``monitor.retrain_nice``), the
+    next as soon as the previous ends, until stopped. Their new data: a labelled recording in
+    the incoming folder (without it a retraining refuses without training). The gate is set
+    to refuse (``lifecycle.min_gain`` 1.0), so no challenger is promoted and the measured
+    worker keeps its model."""
 
-    make_recording(pool.incoming_dir(settings) / "bench-wearer", subject=7, seed=2, max_exercises=4)
-    args = ["model", "retrain", "--trigger-id", f"bench-{int(time.time())}"]
-    return processes.start(settings, args, work / "retrain.log", nice=settings.monitor.retrain_nice)
+    def __init__(self, settings: Any, work: Path) -> None:
+        from trainer import pool
+        from wearmon.signals.recording_gen import make_recording
+
+        self.settings = settings.model_copy(
+            update={"lifecycle": settings.lifecycle.model_copy(update={"min_gain": 1.0})}
+        )
+        self.work = work
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.started = 0
+        self.finished: list[tuple[float, int]] = []  # (seconds, exit code)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        incoming = pool.incoming_dir(settings) / "bench-wearer"
+        if not incoming.exists():
+            make_recording(incoming, subject=7, seed=2, max_exercises=4)
+
+    def _run(self) -> None:
+        from wearmon import processes
+
+        nice = self.settings.monitor.retrain_nice
+        while not self._stop.is_set():
+            self.started += 1
+            args = ["model", "retrain", "--trigger-id", f"bench-{int(time.time())}-{self.started}"]
+            t0 = time.monotonic()
+            self.proc = processes.start(self.settings, args, self.work / "retrain.log", nice=nice)
+            while self.proc.poll() is None and not self._stop.wait(0.5):
+                pass
+            if self.proc.poll() is not None:
+                self.finished.append((round(time.monotonic() - t0, 1), int(self.proc.returncode)))
+
+    def start(self) -> RetrainLoop:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        from wearmon import processes
+
+        self._stop.set()
+        self._thread.join(10)
+        if self.proc is not None:
+            processes.stop(self.proc, timeout_s=10)
 
 
 def bench_pipeline(
@@ -595,7 +638,7 @@ def bench_pipeline(
 ) -> list[dict[str, Any]]:
     """Step through ``steps`` device counts (stopping at the first that fails); each step
     warms up, then measures ``repeats`` intervals of ``measure_s`` back to back.
-    ``beside_retrain``: a real retraining runs through the intervals of every step."""
+    ``beside_retrain``: real retrainings run back to back through every step's intervals."""
     import redis
 
     from wearmon.stack import free_port
@@ -646,8 +689,8 @@ def bench_pipeline(
             if mon_port is not None and not results:
                 _wait_monitor_checked(mon_port, stop)  # its reference loaded before measuring
             if beside_retrain:
-                retraining = _start_retraining(settings, work)
-                time.sleep(RETRAIN_WARM_S)  # past its imports and pool building, training
+                retraining = RetrainLoop(settings, work).start()
+                time.sleep(RETRAIN_WARM_S)  # the first one past its imports, training
             prof = None
             if profile is not None:
                 prof = _start_profiler(worker.pid, profile / f"worker-{n}.txt", measure_s * repeats)
@@ -655,8 +698,6 @@ def bench_pipeline(
             pids.update({f"worker{i}": w.pid for i, w in enumerate(workers)})
             if mon is not None:
                 pids["monitor"] = mon.pid
-            if retraining is not None:
-                pids["retraining"] = retraining.pid
             probe_q: Any = _MP.Queue()
             probe = None
             if kafka_probe:  # off by default: its consumer adds load to the two cores
@@ -676,12 +717,13 @@ def bench_pipeline(
             for _ in range(repeats):
                 time.sleep(measure_s)
                 snap.append(_snapshot(ports, pids, wpids, r, settings.data_dir, mon_port))
-            retrain_running = None
+            retrain_info = None
             if retraining is not None:
-                retrain_running = retraining.poll() is None
-                from wearmon import processes
-
-                processes.stop(retraining, timeout_s=10)
+                retraining.stop()
+                retrain_info = {
+                    "started": retraining.started,
+                    "finished_s_and_exit": retraining.finished,
+                }
                 retraining = None
             stop.set()
             g.join(20)
@@ -694,7 +736,9 @@ def bench_pipeline(
                 row["kafka_delay_s"] = probe_q.get(timeout=60)
                 probe.join(10)
             if beside_retrain:
-                row["retraining_ran_through"] = retrain_running
+                # retrainings started during the step (the last one stopped at its end),
+                # and the wall seconds and exit code of each that ended by itself
+                row["retrainings"] = retrain_info
             log.info(
                 "%s %d devices: p50/p90/p99 <= %s/%s/%s s, %d of %d windows, ok %s",
                 label, n, row["p50_s_le"], row["p90_s_le"], row["p99_s_le"],
@@ -710,13 +754,17 @@ def bench_pipeline(
 
         _kill_children(children)
         if retraining is not None:
-            processes.stop(retraining, timeout_s=10)
+            retraining.stop()
         if mon is not None:
             processes.stop(mon, timeout_s=20)
         for w in workers:
             w.terminate()
-        for w in workers:
-            w.wait(30)
+        for w in workers:  # a worker stops within its stop deadline (stream.shutdown_timeout_s)
+            try:
+                w.wait(60)
+            except subprocess.TimeoutExpired:
+                w.kill()
+                w.wait(10)
     return results
 
 

@@ -47,6 +47,9 @@ MD_OUT = REPO / "docs" / "benchmarks.md"
 STREAM_STEPS = "100,500,1000,1500,2000,2500"
 NAIVE_STEPS = "10,20,40"
 MEASURE_S = 15.0
+#: worker processes in one consumer group (a worker is one Python process: its event loop
+#: uses at most one core)
+WORKERS = 2
 REPEATS = 3
 SOAK_MEASURE_S = 120.0
 INFERENCE_ARGS = [
@@ -203,6 +206,8 @@ def run_all(args: argparse.Namespace) -> dict[str, Any]:
             args.steps,
             "--naive",
             args.naive,
+            "--workers",
+            str(args.workers),
             "--measure-s",
             str(measure),
             "--repeats",
@@ -344,6 +349,13 @@ def _sp(s: dict[str, Any] | None, fmt: str = "{:.2f}") -> str:
     return med if lo == hi == med else f"{med} ({lo}-{hi})"
 
 
+def _range(s: dict[str, Any]) -> str:
+    """`` (p99 a-b over the repeats)`` when the repeats differ."""
+    if s["min"] == s["max"]:
+        return ""
+    return f" (p99 {s['min']:g}-{s['max']:g} over the repeats)"
+
+
 def _le(v: float) -> str:
     return "> 10" if v == float("inf") else f"≤ {v:g}"
 
@@ -359,6 +371,13 @@ def render(data: dict[str, Any]) -> str:
         f"commit {data.get('commit') or '?'}, {data['generated_utc']}; the whole run took "
         f"{data['seconds'] / 60:.1f} min. Every figure below is in that file; this page is "
         "rendered from it (`benchmarks/report.py --render-only`)."
+    )
+    w("")
+    w(
+        "Run it with `make bench` (the default set, unattended; `make bench "
+        'BENCH_ARGS="--soak"` for 120 s intervals, `--steps 1000,1250,1500` to step finer, '
+        "`--render-only` to redraw this page from the JSON). Absolute times drift on shared "
+        "machines: compare the ratios measured within the run."
     )
     if data.get("note"):
         w("")
@@ -402,7 +421,8 @@ def _render_pipeline(w: Any, data: dict[str, Any]) -> None:
     w("")
     w(
         f"`benchmarks/bench_stream.py`: an isolated local stack (Kafka, Redis, Prometheus) on "
-        f"free ports, one `wearmon process` worker, `wearmon monitor` "
+        f"free ports, {st['workers']} `wearmon process` worker(s) in one consumer group, "
+        "`wearmon monitor` "
         f"{MONITOR_WORDS if st.get('monitor') else 'not running'}, "
         f"and a generator process sending, per device, one accel and one gyro message of 25 "
         f"samples every {st['message_ms']} ms (50 Hz, real time), all on the same "
@@ -422,7 +442,7 @@ def _render_pipeline(w: Any, data: dict[str, Any]) -> None:
         sp = r["spread"]
         w(
             f"| {r['devices']:,} | {'yes' if r['ok'] else 'no'} | {_le(r['p50_s_le'])} / "
-            f"{_le(r['p90_s_le'])} / {_le(r['p99_s_le'])} s (p99 {_sp(sp['p99_s_le'], '{:g}')}) | "
+            f"{_le(r['p90_s_le'])} / {_le(r['p99_s_le'])} s{_range(sp['p99_s_le'])} | "
             f"{r['predictions']:,} of {r['expected']:,} | {r['worker_cpu_us_per_msg']:g} | "
             f"{r['machine_busy_cores']:g} | {r['load1']:g} |"
         )
@@ -441,7 +461,7 @@ def _render_pipeline(w: Any, data: dict[str, Any]) -> None:
     for r in st["naive"]:
         w(
             f"| {r['devices']:,} | {'yes' if r['ok'] else 'no'} | {r['p50_s']:g} / "
-            f"{r['p99_s']:g} s (p99 {_sp(r['spread']['p99_s'], '{:g}')}) | "
+            f"{r['p99_s']:g} s{_range(r['spread']['p99_s'])} | "
             f"{r['predictions']:,} of {r['expected']:,} | "
             f"{r['cpu_ms_per_device_s'].get('consumer', 0):g} |"
         )
@@ -706,6 +726,7 @@ def main() -> None:
     ap.add_argument("--naive", default=NAIVE_STEPS, help="Naive baseline device counts.")
     ap.add_argument("--measure-s", type=float, default=MEASURE_S, help="Measuring interval.")
     ap.add_argument("--repeats", type=int, default=REPEATS, help="Intervals per step.")
+    ap.add_argument("--workers", type=int, default=WORKERS, help="Pipeline worker processes.")
     ap.add_argument("--soak", action="store_true", help=f"{SOAK_MEASURE_S:g} s intervals.")
     ap.add_argument("--skip-drift", action="store_true")
     ap.add_argument("--skip-inference", action="store_true")

@@ -56,13 +56,7 @@ def ensure_topics(
     conf: dict[str, Any] = {**client_config(kafka), "socket.connection.setup.timeout.ms": 3000}
     conf["error_cb"] = errors
     admin = AdminClient(conf)
-    try:
-        md = admin.list_topics(timeout=timeout_s)
-    except KafkaException as exc:
-        raise KafkaUnavailableError(
-            f"Kafka broker at {kafka.bootstrap_servers} unreachable within {timeout_s:g} s "
-            f"({errors.reason(admin, _reason(exc))})"
-        ) from None
+    md = _metadata(admin, errors, kafka, timeout_s)
     missing = [t for t in dict.fromkeys(topics) if t not in md.topics]
     if not missing:
         return []
@@ -103,6 +97,34 @@ def ensure_topics(
         )  # fmt: skip
     _await_metadata(admin, missing, timeout_s)
     return missing
+
+
+#: the broker's metadata is asked for in steps this long, so that a TLS or SASL failure (which
+#: librdkafka retries forever) ends the wait at once instead of after the whole timeout
+METADATA_STEP_S = 1.0
+
+
+def _metadata(
+    admin: AdminClient, errors: ConnectErrors, kafka: KafkaSettings, timeout_s: float
+) -> Any:
+    """The cluster's metadata within ``timeout_s``, or one KafkaUnavailableError line: the
+    TLS/SASL error as soon as the client reports one, else the last reason at the deadline."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        left = deadline - time.monotonic()
+        try:
+            return admin.list_topics(timeout=max(0.1, min(METADATA_STEP_S, left)))
+        except KafkaException as exc:
+            admin.poll(0)  # serve error_cb
+            if errors.first is None and time.monotonic() < deadline:
+                continue
+            raise KafkaUnavailableError(
+                f"Kafka broker at {kafka.bootstrap_servers} unreachable within {timeout_s:g} s "
+                f"({errors.reason(admin, _reason(exc))})"
+                if errors.first is None
+                else f"Kafka broker at {kafka.bootstrap_servers} refused the connection: "
+                f"{errors.first}"
+            ) from None
 
 
 def _await_metadata(admin: AdminClient, topics: Sequence[str], timeout_s: float) -> None:

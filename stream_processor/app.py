@@ -477,8 +477,9 @@ def topic_id_of(settings: Settings, topic: str, timeout: float = 10.0) -> str | 
 
 
 def ensure_topics(settings: Settings, timeout: float = 30.0) -> None:
-    """Create the topics the worker reads and writes when missing (``kafka.create_topics``):
-    the replay's own check (one line naming a TLS/SASL failure), one dead-letter partition.
+    """Create the topics the worker reads and writes when missing (``kafka.create_topics``;
+    when off, a missing one is a ConfigError line): the replay's own check (one line naming a
+    TLS/SASL failure, at once), one dead-letter partition.
     Faust's one internal topic (its assignor's leader topic, no tables here) is created with
     them, replicated like them: Faust would create it with ``topic_replication_factor``."""
     from producers.kafka_sink import ensure_topics as ensure
@@ -504,8 +505,9 @@ def run_worker(settings: Settings, *, loglevel: str = "info") -> None:
     os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "1")
     os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
     sys.setswitchinterval(GIL_SWITCH_S)
-    if settings.kafka.create_topics:
-        ensure_topics(settings)
+    # always: it fails fast in one line on a TLS/SASL error or, with kafka.create_topics off,
+    # on a missing topic (Faust's own clients would retry, then end in a traceback)
+    ensure_topics(settings)
     w = build_app(settings)
     w.metrics.watch_gc()
     port = settings.metrics.stream_port

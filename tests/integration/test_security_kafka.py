@@ -224,6 +224,40 @@ def test_replay_with_a_wrong_password_is_one_line(
     assert "wrong-pw-4242" not in proc.stdout + proc.stderr
 
 
+@pytest.mark.parametrize("create_topics", ["true", "false"])
+def test_worker_with_a_wrong_password_fails_fast_in_one_line(
+    broker: Broker, pki: Pki, repo_root: Path, create_topics: str
+) -> None:
+    """``wearmon process`` with a wrong SASL password: one line naming the SASL failure and
+    the broker, within seconds (it was ~30 s and "Broker transport failure"), whether or
+    not it may create the topics."""
+    settings = _topics(broker[0])
+    if create_topics == "false":
+        ensure_topics(settings, timeout=20)  # the topics exist: only the password is wrong
+    env = _env(
+        settings, pki, repo_root,
+        WEARMON_KAFKA__SASL_PASSWORD="wrong-pw-4242",
+        WEARMON_KAFKA__CREATE_TOPICS=create_topics,
+        WEARMON_METRICS__STREAM_PORT=str(free_port()),
+    )  # fmt: skip
+    t0 = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, "-m", "wearmon.cli.main", "process"],
+        env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    took = time.monotonic() - t0
+    assert proc.returncode == 1, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+    assert "SASL authentication error" in lines[0], lines[0]
+    assert "Invalid username or password" in lines[0], lines[0]
+    assert settings.kafka.bootstrap_servers in lines[0], lines[0]
+    assert "wrong-pw-4242" not in proc.stdout + proc.stderr
+    print(f"worker with a wrong SASL password (create_topics={create_topics}): exit after "
+          f"{took:.1f} s: {lines[0]}")  # fmt: skip
+    assert took < 20, f"the worker took {took:.0f} s to give up"
+
+
 def test_replay_worker_and_watch_over_sasl_ssl_and_tls_redis(
     broker: Broker, pki: Pki, redis_port: int, repo_root: Path, tmp_path: Path
 ) -> None:

@@ -184,3 +184,8 @@ def test_the_page_is_what_the_json_says(report: Any) -> None:
     changed["stream"]["pipeline"][1]["spread"]["cpu_ms_per_device_s"]["worker"] = _spread(0.6)
     assert "| workers | 10 | 100 |" in report.render(changed)
     assert report.render(data) == page  # deterministic
+
+
+def test_the_recorded_command_leaves_out_the_note(report: Any) -> None:
+    assert report._options(["--note", "shared machine", "--soak"]) == ["--soak"]
+    assert report._options(["--note=x", "--steps", "100,200"]) == ["--steps", "100,200"]

@@ -42,6 +42,7 @@ import logging
 import math
 import multiprocessing as mp
 import os
+import shutil
 import signal
 import statistics
 import subprocess
@@ -938,6 +939,11 @@ def main() -> None:
         help="Folder: py-spy samples the worker during each measuring interval (raw stacks).",
     )
     ap.add_argument(
+        "--keep-data",
+        action="store_true",
+        help="Keep the run's data directory (Kafka, Redis, registry); else only the logs stay.",
+    )
+    ap.add_argument(
         "--beside-retrain",
         action="store_true",
         help="Each step twice: alone, then while a real `wearmon model retrain` runs at "
@@ -1021,6 +1027,9 @@ def main() -> None:
         naive = bench_naive(settings, naive_steps, services, args.measure_s, args.repeats)
     finally:
         stack.down()
+        if not args.keep_data:  # the broker's log alone is 1 GB after a few steps
+            shutil.rmtree(settings.data_dir, ignore_errors=True)
+        log.info("logs of the workers, the monitor and retrainings: %s", work)
     best = max([r["devices"] for r in pipe if r["ok"]], default=0)
     best_naive = max([r["devices"] for r in naive if r["ok"]], default=0)
     summary = {

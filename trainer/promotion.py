@@ -84,21 +84,37 @@ def new_trigger_id(kind: str = "manual") -> str:
     return f"{kind}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{uuid.uuid4().hex[:6]}"
 
 
-def _score(settings: Settings, version: str, holdouts: Mapping[str, Holdout | None]) -> Any:
-    """label_metrics of ``version`` on each held-out set (None for an empty one); the model
-    is loaded once and predicts in batches."""
+def _score(
+    settings: Settings, version: str, holdouts: Mapping[str, Holdout | None]
+) -> tuple[dict[str, dict[str, float] | None], tuple[str, ...]]:
+    """label_metrics of ``version`` on each held-out set (None for an empty one), and the
+    version's classes; the model is loaded once and predicts in batches."""
     from trainer.serving import load_version
 
-    model = None
+    model = load_version(settings, version)
     out: dict[str, dict[str, float] | None] = {}
     for name, h in holdouts.items():
         if h is None or len(h) == 0:
             out[name] = None
             continue
-        model = model or load_version(settings, version)
         predicted, _ = model.predict(h.x)
         out[name] = label_metrics(h.labels, predicted)
-    return out
+    return out, tuple(model.classes)
+
+
+def class_change(challenger: Sequence[str], champion: Sequence[str]) -> str | None:
+    """Why a challenger cannot replace the champion through the gate when their classes
+    differ (accuracies over different label sets do not compare, and whoever reads the
+    predictions expects the champion's activities), or None when they are the same set."""
+    gone = sorted(set(champion) - set(challenger))
+    new = sorted(set(challenger) - set(champion))
+    if not gone and not new:
+        return None
+    return (
+        f"the challenger's classes differ from the champion's (only the champion: "
+        f"{', '.join(gone) or '-'}; only the challenger: {', '.join(new) or '-'}); a new "
+        "label set is an operator's decision (wearmon model alias champion VERSION)"
+    )
 
 
 def decide_and_promote(
@@ -127,14 +143,17 @@ def decide_and_promote(
     challenger = str(challenger_version)
     champ = registry.alias_version(settings, registry.CHAMPION)
     holdouts = {"base": base_holdout, "new": new_holdout}
-    ch = _score(settings, challenger, holdouts)
+    ch, ch_classes = _score(settings, challenger, holdouts)
+    ref: dict[str, Any] = {"base": None, "new": None}
+    changed = None
+    if champ is not None and champ != challenger:
+        ref, champ_classes = _score(settings, champ, holdouts)
+        changed = class_change(ch_classes, champ_classes)
     if champ == challenger:
         d = Decision(False, f"version {challenger} is already the champion")
-        ref: dict[str, Any] = {"base": None, "new": None}
+    elif changed:
+        d = Decision(False, changed)
     else:
-        ref = (
-            _score(settings, champ, holdouts) if champ is not None else {"base": None, "new": None}
-        )
         d = decide(
             ch["base"],
             ref["base"],

@@ -41,12 +41,14 @@ def keras_file(folder: Path, kind: str) -> Path:
     return p
 
 
-def register(settings: Settings, folder: Path, kind: str) -> str:
+def register(
+    settings: Settings, folder: Path, kind: str, classes: tuple[str, str] = ("a", "b")
+) -> str:
     from trainer import registry
 
     labels = folder / "labels.json"
     folder.mkdir(parents=True, exist_ok=True)
-    labels.write_text(json.dumps(["a", "b"]))
+    labels.write_text(json.dumps(list(classes)))
     return registry.import_model(settings, keras_file(folder, kind), labels=labels)
 
 
@@ -60,5 +62,5 @@ def base_holdout(n: int = 30) -> Holdout:
     return Holdout(windows(n, 0.0), ("a",) * n, "test:base", f"base{n}")
 
 
-def new_holdout(n: int = 30) -> Holdout:
-    return Holdout(windows(n, 1.0), ("b",) * n, "test:new", f"new{n}")
+def new_holdout(n: int = 30, label: str = "b") -> Holdout:
+    return Holdout(windows(n, 1.0), (label,) * n, "test:new", f"new{n}")

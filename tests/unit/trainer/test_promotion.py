@@ -61,6 +61,38 @@ def test_no_new_labels_is_refused_whatever_the_base_data_says(
     )
 
 
+def test_a_challenger_with_other_classes_is_refused_however_it_scores(
+    settings: Settings, versions: dict[str, str], tmp_path: Path
+) -> None:
+    """A retraining from another label set (an imported study model retrained on a data set
+    with other activities) scores well on its own labels and the champion 0: never promoted
+    by the gate."""
+    other = ab.register(settings, tmp_path / "other", "smart", classes=("a", "z"))
+    d = promotion.decide_and_promote(
+        settings,
+        other,
+        base_holdout=ab.base_holdout(),
+        new_holdout=ab.new_holdout(label="z"),
+        trigger_id="t-classes",
+    )
+    assert not d.promoted and d.decision == "refused"
+    assert d.reason.startswith("the challenger's classes differ from the champion's"), d.reason
+    assert "only the champion: b; only the challenger: z" in d.reason
+    assert d.metrics["new"]["challenger"]["accuracy"] == 1.0  # by the numbers it would win
+    assert d.metrics["new"]["champion"]["accuracy"] == 0.0
+    assert registry.alias_version(settings, "champion") == versions["const_a"]
+    assert promotion.read_decisions(settings, other)[0]["decision"] == "refused"
+
+
+def test_class_change_ignores_the_order() -> None:
+    assert promotion.class_change(["b", "a"], ("a", "b")) is None
+    assert promotion.class_change(["a"], ["a", "b"]) == (
+        "the challenger's classes differ from the champion's (only the champion: b; only the "
+        "challenger: -); a new label set is an operator's decision (wearmon model alias "
+        "champion VERSION)"
+    )
+
+
 def test_better_challenger_is_promoted_alias_moved_and_lineage_recorded(
     settings: Settings, versions: dict[str, str]
 ) -> None:

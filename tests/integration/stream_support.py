@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -357,16 +357,21 @@ def expected_windows(
 
 
 def expected_by_device(
-    rec: Recording, settings: Settings, devices: Iterable[str], version: str | None = None
+    rec: Recording | Mapping[str, Recording],
+    settings: Settings,
+    devices: Iterable[str],
+    version: str | None = None,
 ) -> dict[str, dict[int, str]]:
-    """{device: :func:`expected_windows`} for each of ``devices``, the model loaded once."""
+    """{device: :func:`expected_windows`} for each of ``devices``, the model loaded once;
+    ``rec``: one recording for all, or each device's own ({device: recording})."""
     from trainer.serving import load_alias, load_version
 
     model = load_alias(settings) if version is None else load_version(settings, version)
     out = {}
     for device in devices:
-        wins = device_windows(rec, settings, device)
-        keep = decided(wins, rec, settings)
+        r = rec[device] if isinstance(rec, Mapping) else rec
+        wins = device_windows(r, settings, device)
+        keep = decided(wins, r, settings)
         labels, _ = model.predict(wins.x[keep])
         out[device] = dict(zip(wins.start_ms[keep].tolist(), labels, strict=True))
     return out

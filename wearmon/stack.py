@@ -166,6 +166,10 @@ def new_cluster_id() -> str:
 # --------------------------------------------------------------------------- Kafka config
 
 
+#: the SCRAM mechanisms a SASL_SSL listener can accept besides PLAIN
+SCRAM_MECHANISMS = ("SCRAM-SHA-256", "SCRAM-SHA-512")
+
+
 @dataclass(frozen=True)
 class SecureListener:
     """A TLS client listener of the broker, SASL/PLAIN over TLS (``SASL_SSL``) or TLS alone.
@@ -173,7 +177,10 @@ class SecureListener:
     ``keystore_pem`` holds the broker's private key (PKCS#8, unencrypted) and certificate
     chain, ``truststore_pem`` the CA certificates; ``users`` the SASL/PLAIN accounts, the
     first of them also the broker's own identity on its inter-broker connections.
-    ``ssl_port``: a second client listener there, TLS without SASL (``SSL``).
+    ``ssl_port``: a second client listener there, TLS without SASL (``SSL``). ``scram``: SCRAM
+    mechanisms (``SCRAM-SHA-256``, ``SCRAM-SHA-512``) the SASL_SSL listener accepts besides
+    PLAIN; KRaft keeps SCRAM credentials in its metadata log, so they are created once the
+    broker runs (the Admin API's ``alter_user_scram_credentials``), not here.
     """
 
     keystore_pem: Path
@@ -181,6 +188,7 @@ class SecureListener:
     users: tuple[tuple[str, str], ...] = ()
     protocol: str = "SASL_SSL"
     ssl_port: int | None = None
+    scram: tuple[str, ...] = ()
 
 
 def _listener_lines(
@@ -210,14 +218,22 @@ def _listener_lines(
     if proto == "SASL_SSL":
         if not secure.users:
             raise StackError("a SASL_SSL listener needs at least one SASL/PLAIN user")
+        bad = [m for m in secure.scram if m not in SCRAM_MECHANISMS]
+        if bad:
+            raise StackError(f"unknown SCRAM mechanism {bad[0]!r} (one of {SCRAM_MECHANISMS})")
         (admin, admin_pw), *_ = secure.users
         accounts = " ".join(f'user_{u}="{pw}"' for u, pw in secure.users)
         lines += [
-            "sasl.enabled.mechanisms=PLAIN",
+            f"sasl.enabled.mechanisms={','.join(('PLAIN', *secure.scram))}",
             "sasl.mechanism.inter.broker.protocol=PLAIN",
             "listener.name.sasl_ssl.plain.sasl.jaas.config="
             "org.apache.kafka.common.security.plain.PlainLoginModule required "
             f'username="{admin}" password="{admin_pw}" {accounts};',
+            *(
+                f"listener.name.sasl_ssl.{m.lower()}.sasl.jaas.config="
+                "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+                for m in secure.scram
+            ),
         ]
     return lines
 

@@ -180,14 +180,22 @@ def tls_redis(d: Path, pki: Pki, password: str) -> Iterator[int]:
 SASL_USERS = (("broker", "broker-pw-7f3a"), ("wearmon", "wearmon-pw-91c2"))
 
 
-def secure_kafka_settings(settings: Settings, pki: Pki) -> Settings:
+#: the SCRAM mechanism the test broker accepts besides PLAIN, and the ``wearmon`` user's SCRAM
+#: password: another than its PLAIN one, so a client that got in with it used SCRAM
+SCRAM = "SCRAM-SHA-512"
+SCRAM_PASSWORD = "wearmon-scram-pw-5d1e"
+
+
+def secure_kafka_settings(settings: Settings, pki: Pki, mechanism: str = "PLAIN") -> Settings:
     """``settings`` pointed at the SASL_SSL broker as the ``wearmon`` SASL user."""
     user, password = SASL_USERS[1]
+    if mechanism == SCRAM:
+        password = SCRAM_PASSWORD
     kafka = KafkaSettings.model_validate(
         {
             **settings.kafka.model_dump(),
             "security_protocol": "SASL_SSL",
-            "sasl_mechanism": "PLAIN",
+            "sasl_mechanism": mechanism,
             "sasl_username": user,
             "sasl_password": password,
             "ssl_cafile": pki.ca,
@@ -220,6 +228,7 @@ def sasl_ssl_kafka(
         truststore_pem=pki.ca,
         users=SASL_USERS,
         ssl_port=ssl_port,
+        scram=(SCRAM,),
     )
     argv = prepare_kafka(settings, d / "kafka", secure)
     logf = d / "kafka.log"
@@ -234,7 +243,31 @@ def sasl_ssl_kafka(
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"SASL_SSL broker did not start: {logf.read_text()[-3000:]}")
             time.sleep(0.3)
+        add_scram_user(settings, pki, SASL_USERS[1][0], SCRAM_PASSWORD)
         yield logf
     finally:
         _stop(proc)
         out.close()
+
+
+def add_scram_user(settings: Settings, pki: Pki, user: str, password: str) -> None:
+    """Give ``user`` SCRAM credentials (mechanism :data:`SCRAM`) on the running SASL_SSL
+    broker, through the Admin API as a PLAIN client; wait until a SCRAM client gets in."""
+    from confluent_kafka.admin import (
+        AdminClient,
+        ScramCredentialInfo,
+        ScramMechanism,
+        UserScramCredentialUpsertion,
+    )
+
+    admin = AdminClient(secure_kafka_settings(settings, pki).kafka.confluent_config())
+    info = ScramCredentialInfo(ScramMechanism[SCRAM.replace("-", "_")], 8192)
+    upsert = UserScramCredentialUpsertion(user, info, password.encode())
+    for fut in admin.alter_user_scram_credentials([upsert]).values():
+        fut.result(timeout=30)
+    conf = secure_kafka_settings(settings, pki, SCRAM).kafka.confluent_config()
+    deadline = time.monotonic() + 30
+    while not kafka_ready(settings.kafka.bootstrap_servers, timeout=2, conf=conf):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"a {SCRAM} client of user {user!r} is still refused after 30 s")
+        time.sleep(0.3)

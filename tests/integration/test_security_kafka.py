@@ -1,8 +1,8 @@
-"""Kafka over TLS, for real: a KRaft broker whose client listeners are SASL/PLAIN over TLS
-(SASL_SSL) and TLS alone (SSL), certificates made in the test, reached by the admin path
-(topic creation), the replay producer (``wearmon replay``), Faust's clients with the
-credentials wearmon builds, and a whole ``wearmon process`` worker over SASL_SSL that also
-writes to a TLS-only Redis."""
+"""Kafka over TLS, for real: a KRaft broker whose client listeners are SASL over TLS
+(SASL_SSL: PLAIN and SCRAM-SHA-512) and TLS alone (SSL), certificates made in the test,
+reached by the admin path (topic creation), the replay producer (``wearmon replay``), Faust's
+clients with the credentials wearmon builds, and a whole ``wearmon process`` worker over
+SASL_SSL with SCRAM-SHA-512 that also writes to a TLS-only Redis."""
 
 from __future__ import annotations
 
@@ -21,6 +21,8 @@ import pytest
 from stream_processor.app import ensure_topics, faust_credentials
 from tests.integration.security_support import (
     SASL_USERS,
+    SCRAM,
+    SCRAM_PASSWORD,
     Pki,
     make_pki,
     sasl_ssl_kafka,
@@ -87,6 +89,7 @@ def _env(settings: Settings, pki: Pki, repo_root: Path, **over: str) -> dict[str
             "WEARMON_PORTS__KAFKA": str(settings.ports.kafka),
             "WEARMON_PORTS__KAFKA_CONTROLLER": str(settings.ports.kafka_controller),
             "WEARMON_KAFKA__SECURITY_PROTOCOL": "SASL_SSL",
+            "WEARMON_KAFKA__SASL_MECHANISM": k.sasl_mechanism or "PLAIN",
             "WEARMON_KAFKA__SASL_USERNAME": k.sasl_username,
             "WEARMON_KAFKA__SASL_PASSWORD": k.sasl_password.get_secret_value(),
             "WEARMON_KAFKA__SSL_CAFILE": str(pki.ca),
@@ -143,21 +146,35 @@ def test_only_tls_clients_get_in(broker: Broker, pki: Pki) -> None:
     assert not kafka_ready(k.bootstrap_servers, timeout=1.5, conf=wrong)
     other_ca = {**k.confluent_config(), "ssl.ca.location": str(pki.other_ca)}
     assert not kafka_ready(k.bootstrap_servers, timeout=1.5, conf=other_ca)
-    assert all(pw not in log.read_text() for _, pw in SASL_USERS)
+    scram = secure_kafka_settings(settings, pki, SCRAM).kafka.confluent_config()
+    assert kafka_ready(k.bootstrap_servers, conf=scram)
+    assert not kafka_ready(k.bootstrap_servers, timeout=1.5, conf={**scram, "sasl.password": "x"})
+    # each mechanism has its own password: the SCRAM one does not get in over PLAIN
+    plain_scram_pw = {**k.confluent_config(), "sasl.password": SCRAM_PASSWORD}
+    assert not kafka_ready(k.bootstrap_servers, timeout=1.5, conf=plain_scram_pw)
+    # the broker user has no SCRAM credentials: PLAIN accounts are not SCRAM ones
+    broker_user, broker_pw = SASL_USERS[0]
+    other = {**scram, "sasl.username": broker_user, "sasl.password": broker_pw}
+    assert not kafka_ready(k.bootstrap_servers, timeout=1.5, conf=other)
+    assert all(pw not in log.read_text() for pw in (SCRAM_PASSWORD, *(p for _, p in SASL_USERS)))
     props = log.parent / "kafka" / "server.properties"  # holds the accounts: owner only
     assert stat.S_IMODE(props.stat().st_mode) == 0o600
 
 
-def _client(broker: Broker, protocol: str) -> Settings:
+def _client(broker: Broker, protocol: str, pki: Pki | None = None) -> Settings:
+    """A client of ``protocol``: SASL_SSL (PLAIN), SSL, or SCRAM (SASL_SSL, SCRAM-SHA-512)."""
+    if protocol == "SCRAM":
+        assert pki is not None
+        return secure_kafka_settings(broker[0], pki, SCRAM)
     return broker[0] if protocol == "SASL_SSL" else broker[2]
 
 
-@pytest.mark.parametrize("protocol", ["SASL_SSL", "SSL"])
-def test_ensure_topics_over_tls(broker: Broker, protocol: str) -> None:
+@pytest.mark.parametrize("protocol", ["SASL_SSL", "SSL", "SCRAM"])
+def test_ensure_topics_over_tls(broker: Broker, pki: Pki, protocol: str) -> None:
     from confluent_kafka.admin import AdminClient
 
-    settings = _topics(_client(broker, protocol))
-    assert settings.kafka.security_protocol == protocol
+    settings = _topics(_client(broker, protocol, pki))
+    assert settings.kafka.security_protocol == protocol.replace("SCRAM", "SASL_SSL")
     ensure_topics(settings, timeout=20)
     k = settings.kafka
     md = AdminClient(k.confluent_config()).list_topics(timeout=10)
@@ -166,16 +183,20 @@ def test_ensure_topics_over_tls(broker: Broker, protocol: str) -> None:
     assert len(md.topics[k.samples_topic].partitions) == k.partitions
 
 
-@pytest.mark.parametrize("protocol", ["SASL_SSL", "SSL"])
-def test_faust_clients_round_trip_with_wearmon_credentials(broker: Broker, protocol: str) -> None:
+@pytest.mark.parametrize("protocol", ["SASL_SSL", "SSL", "SCRAM"])
+def test_faust_clients_round_trip_with_wearmon_credentials(
+    broker: Broker, pki: Pki, protocol: str
+) -> None:
     """aiokafka, configured exactly as Faust configures it from faust_credentials()."""
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
     from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
 
-    settings = _topics(_client(broker, protocol))
+    settings = _topics(_client(broker, protocol, pki))
     k = settings.kafka
     auth = credentials_to_aiokafka_auth(faust_credentials(k))
-    assert auth["security_protocol"] == protocol
+    assert auth["security_protocol"] == protocol.replace("SCRAM", "SASL_SSL")
+    if protocol == "SCRAM":
+        assert auth["sasl_mechanism"] == SCRAM
     topic = k.samples_topic
 
     async def scenario() -> list[bytes]:
@@ -224,14 +245,16 @@ def test_replay_with_a_wrong_password_is_one_line(
     assert "wrong-pw-4242" not in proc.stdout + proc.stderr
 
 
-@pytest.mark.parametrize("create_topics", ["true", "false"])
+@pytest.mark.parametrize(
+    ("mechanism", "create_topics"), [("PLAIN", "true"), ("PLAIN", "false"), (SCRAM, "true")]
+)
 def test_worker_with_a_wrong_password_fails_fast_in_one_line(
-    broker: Broker, pki: Pki, repo_root: Path, create_topics: str
+    broker: Broker, pki: Pki, repo_root: Path, mechanism: str, create_topics: str
 ) -> None:
     """``wearmon process`` with a wrong SASL password: one line naming the SASL failure and
     the broker, within seconds (it was ~30 s and "Broker transport failure"), whether or
     not it may create the topics."""
-    settings = _topics(broker[0])
+    settings = _topics(secure_kafka_settings(broker[0], pki, mechanism))
     if create_topics == "false":
         ensure_topics(settings, timeout=20)  # the topics exist: only the password is wrong
     env = _env(
@@ -250,24 +273,25 @@ def test_worker_with_a_wrong_password_fails_fast_in_one_line(
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
     assert "SASL authentication error" in lines[0], lines[0]
-    assert "Invalid username or password" in lines[0], lines[0]
+    cause = "Invalid username or password" if mechanism == "PLAIN" else "invalid credentials"
+    assert cause in lines[0], lines[0]
     assert settings.kafka.bootstrap_servers in lines[0], lines[0]
     assert "wrong-pw-4242" not in proc.stdout + proc.stderr
-    print(f"worker with a wrong SASL password (create_topics={create_topics}): exit after "
-          f"{took:.1f} s: {lines[0]}")  # fmt: skip
+    print(f"worker with a wrong {mechanism} password (create_topics={create_topics}): exit "
+          f"after {took:.1f} s: {lines[0]}")  # fmt: skip
     assert took < 20, f"the worker took {took:.0f} s to give up"
 
 
 def test_replay_worker_and_watch_over_sasl_ssl_and_tls_redis(
     broker: Broker, pki: Pki, redis_port: int, repo_root: Path, tmp_path: Path
 ) -> None:
-    """The whole path secured: replay -> SASL_SSL Kafka -> worker -> TLS Redis + predictions
-    topic -> wearmon watch."""
+    """The whole path secured: replay -> SASL_SSL Kafka (SCRAM-SHA-512; PLAIN is what the
+    tests above use) -> worker -> TLS Redis + predictions topic -> wearmon watch."""
     import redis
 
     from tests.integration.stream_support import register_tiny, start_worker, stop_worker
 
-    settings = _topics(broker[0])
+    settings = _topics(secure_kafka_settings(broker[0], pki, SCRAM))
     run = uuid.uuid4().hex[:6]
     env = _env(
         settings,
@@ -331,5 +355,7 @@ def test_replay_worker_and_watch_over_sasl_ssl_and_tls_redis(
     assert watch.returncode == 0, watch.stderr
     assert device in watch.stdout
     text = log.read_text()
-    for secret in (REDIS_PASSWORD, *(pw for _, pw in SASL_USERS)):
+    assert settings.kafka.sasl_password is not None
+    assert settings.kafka.sasl_password.get_secret_value() == SCRAM_PASSWORD  # only SCRAM works
+    for secret in (REDIS_PASSWORD, SCRAM_PASSWORD, *(pw for _, pw in SASL_USERS)):
         assert secret not in text

@@ -14,6 +14,7 @@ from wearmon.errors import ConfigError, PrerequisiteError, StackError
 from wearmon.settings import Settings
 from wearmon.stack import (
     LocalStack,
+    SecureListener,
     fetch_kafka,
     kafka_libs_dir,
     kafka_server_properties,
@@ -128,6 +129,27 @@ def test_single_node_config_is_replication_1(tmp_path: Path) -> None:
                 "transaction.state.log.replication.factor", "min.insync.replicas",
                 "transaction.state.log.min.isr"):  # fmt: skip
         assert props[key] == "1", key
+
+
+def test_a_sasl_ssl_listener_can_accept_scram_besides_plain(tmp_path: Path) -> None:
+    pem = tmp_path / "x.pem"
+    users = (("broker", "b-pw"), ("app", "a-pw"))
+    secure = SecureListener(pem, pem, users=users, scram=("SCRAM-SHA-512",))
+    props = _props(kafka_server_properties(Settings(), tmp_path / "data", secure))
+    assert props["sasl.enabled.mechanisms"] == "PLAIN,SCRAM-SHA-512"
+    assert props["sasl.mechanism.inter.broker.protocol"] == "PLAIN"
+    assert props["listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config"] == (
+        "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+    )
+    plain_only = SecureListener(pem, pem, users=users)
+    props = _props(kafka_server_properties(Settings(), tmp_path / "data", plain_only))
+    assert props["sasl.enabled.mechanisms"] == "PLAIN"
+    with pytest.raises(StackError, match="unknown SCRAM mechanism 'SCRAM-MD5'"):
+        kafka_server_properties(
+            Settings(),
+            tmp_path / "data",
+            SecureListener(pem, pem, users=users, scram=("SCRAM-MD5",)),
+        )
 
 
 def test_cluster_nodes_share_one_quorum_on_their_own_ports(tmp_path: Path) -> None:

@@ -326,10 +326,11 @@ def test_replay_jitter_fault(
 
     run = make_run(stack, subprocess_env)
     register_tiny(run.settings, tmp_path, seed=1)
-    devices = device_ids(N_DEVICES, seed=0)
+    seed = int(run.run, 16)  # this run's own device ids (Redis keys are per device)
+    devices = device_ids(N_DEVICES, seed=seed)
     cfg = ReplayConfig(
         speed=math.inf, devices=N_DEVICES, timestamps="original", send_labels=False,
-        faults=FaultConfig(seed=5, jitter_ms=5),
+        device_seed=seed, faults=FaultConfig(seed=5, jitter_ms=5),
     )  # fmt: skip
     sent = sent_recordings([recording], cfg)
     assert sorted(sent) == sorted(devices)

@@ -36,6 +36,7 @@ import warnings
 
 import numpy as np
 
+from monitoring import keys
 from monitoring.drift import LiveBatch
 
 DRIFTS = ("clean", "gain1.25", "gain1.5", "swap", "mirror")
@@ -218,6 +219,7 @@ import json, sys, time
 import numpy as np, redis
 port, devices, seconds = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
 feats = np.load(sys.argv[4])
+key = sys.argv[5]
 r = redis.Redis(port=port)
 rate = devices / 2.0  # windows per second
 t0 = time.monotonic(); sent = 0; i = 0
@@ -226,7 +228,7 @@ while time.monotonic() - t0 < seconds:
     pipe = r.pipeline(transaction=False)
     for _ in range(due - sent):
         f = feats[i % len(feats)]; i += 1
-        pipe.xadd("feat:live", {"device": f"dev-{i % devices}", "window_start_ms": i,
+        pipe.xadd(key, {"device": f"dev-{i % devices}", "window_start_ms": i,
                   "model_version": "1", "label": "ROW", "confidence": "0.9",
                   "f": json.dumps(np.round(f, 6).tolist())}, maxlen=50000, approximate=True)
     pipe.execute(); sent = due
@@ -283,7 +285,8 @@ def service_cpu(devices: int, seconds: float) -> None:
             )
             mon = Monitor(settings, client, references=Fixed())  # type: ignore[arg-type]
             writer = subprocess.Popen([sys.executable, "-c", _WRITER, str(port), str(devices),
-                                       str(seconds), str(Path(tmp) / "f.npy")],
+                                       str(seconds), str(Path(tmp) / "f.npy"),
+                                       keys.FEATURES_KEY],
                                       stdout=subprocess.PIPE, text=True)  # fmt: skip
             stop = threading.Event()
             checks: list[float] = []

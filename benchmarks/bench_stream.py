@@ -747,7 +747,7 @@ def bench_pipeline(
             )  # fmt: skip
             results.append(row)
             time.sleep(6)  # drain
-            r.delete(*[k for k in r.scan_iter(match=f"pred:*:p{n}-*", count=5000)] or ["-"])
+            r.delete(*[k for k in r.scan_iter(match=f"pred:*:{{p{n}-*", count=5000)] or ["-"])
             if not row["ok"]:
                 break
     finally:

@@ -245,18 +245,11 @@ def policy_config(settings: Any) -> PolicyConfig:
 
 
 def labelled_total(client: Any) -> int:
-    """Labelled windows the stream has scored so far, all versions (``acc:live``'s
-    ``{version}:total`` fields): one HGETALL, whatever the number of devices."""
-    from stream_processor.sinks import ACCURACY_KEY
+    """Labelled windows the stream has scored so far, all versions (the devices'
+    ``acc:live`` hashes, :func:`stream_processor.sinks.accuracy_totals`)."""
+    from stream_processor.sinks import accuracy_totals
 
-    total = 0
-    for k, v in client.hgetall(ACCURACY_KEY).items():
-        if _s(k).endswith(":total"):
-            try:
-                total += int(v)
-            except ValueError:
-                continue
-    return total
+    return sum(total for _, total in accuracy_totals(client).values())
 
 
 def _now_ms() -> int:

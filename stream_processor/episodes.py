@@ -20,7 +20,8 @@ re-emitted windows rebuild the same episodes and the same totals. The worker wri
 in its batch script (stream_processor.sinks), absolute values only (a replay rewrites the
 same numbers).
 
-Redis layout (``device`` is the pseudonymous device id; TTL: redis.history_ttl_s):
+Redis layout (``device`` is the pseudonymous device id, in braces: a hash tag, so that a
+device's keys share one slot of a Redis Cluster; TTL: redis.history_ttl_s):
 
 - ``ep:hist:{device}``   stream of closed episodes, entry id ``{start_ms}-0``; fields
                          start_ms, end_ms, activity, mean_confidence, windows
@@ -50,20 +51,33 @@ NO_DATA = "no data"
 MICRO = 1_000_000
 
 
+def device_key(prefix: str, device: str) -> str:
+    """The key ``prefix`` of ``device``: ``prefix:{device}``, the device id a hash tag, so
+    that every key of a device is in one slot of a Redis Cluster (a script may write them
+    together); on a single server the braces are only characters."""
+    return f"{prefix}:{{{device}}}"
+
+
+def key_device(key: str | bytes) -> str:
+    """The device of a per-device key (:func:`device_key`)."""
+    text = key.decode() if isinstance(key, bytes) else key
+    return text[text.index("{") + 1 : -1]
+
+
 def episodes_key(device: str) -> str:
-    return f"ep:hist:{device}"
+    return device_key("ep:hist", device)
 
 
 def open_episode_key(device: str) -> str:
-    return f"ep:open:{device}"
+    return device_key("ep:open", device)
 
 
 def hourly_key(device: str) -> str:
-    return f"act:hour:{device}"
+    return device_key("act:hour", device)
 
 
 def daily_key(device: str) -> str:
-    return f"act:day:{device}"
+    return device_key("act:day", device)
 
 
 @dataclass(frozen=True)

@@ -832,7 +832,10 @@ def is_transient(exc: BaseException) -> bool:
     opposed to one that fails the same way again (a script error, a refused message)."""
     import redis
 
-    if isinstance(exc, redis.exceptions.ResponseError):
+    e = redis.exceptions
+    if isinstance(exc, e.ClusterError | e.TryAgainError):
+        return True  # a Redis Cluster failing over or resharding
+    if isinstance(exc, e.ResponseError):
         return "BUSY" in str(exc) or "LOADING" in str(exc) or "OOM" in str(exc)
     if isinstance(exc, KafkaFlushTimeout | redis.exceptions.RedisError | OSError):
         return True

@@ -1,16 +1,20 @@
 """Redis sinks: prediction keys, idempotent writes, checkpoints and the live-accuracy join.
 
-Key layout (``device`` is the pseudonymous device id):
+Key layout (``device`` is the pseudonymous device id; in braces it is a hash tag: every key of
+a device is in one slot of a Redis Cluster, and so are the keys tagged ``{stream}``):
 
 - ``pred:latest:{device}``  hash, the newest prediction of the device (TTL: history_ttl_s)
 - ``pred:hist:{device}``    stream, one entry per window; entry id ``{window_start_ms}-0``;
                             ``XADD ... MAXLEN ~ history_maxlen``; TTL: history_ttl_s
-- ``feat:live``             stream of per-window features for the drift job
+- ``feat:live:{stream}``    stream of per-window features for the drift job
                             (fields device, window_start_ms, model_version, label,
                             confidence, f = JSON list in ``FEATURE_NAMES`` order);
                             ``MAXLEN ~ features_maxlen``; ``feat:names`` holds the names
+- ``feat:top:{stream}``     hash: device -> the newest window start in ``feat:live``: a window
+                            not newer is not added again (TTL: history_ttl_s)
 - ``label:seg:{device}``    sorted set of ground-truth segments (score: end_ms)
-- ``acc:live``              hash ``{version}:total`` / ``{version}:correct``
+- ``acc:live:{device}``     hash ``{version}:total`` / ``{version}:correct`` of the device's
+                            scored windows (:func:`accuracy_totals` sums the devices)
 - ``acc:scored:{device}``   hash: window start -> 1 (prediction right) or 0 (wrong), each
                             window scored once (TTL: history_ttl_s)
 - ``win:raw:{device}``      stream of the raw windows classified (``raw_windows``: all devices,
@@ -19,19 +23,26 @@ Key layout (``device`` is the pseudonymous device id):
                             ``MAXLEN ~ raw_maxlen``; TTL: history_ttl_s
 - ``ep:hist:{device}``, ``ep:open:{device}``, ``act:hour:{device}``, ``act:day:{device}``
                             activity episodes and minute totals (stream_processor.episodes)
-- ``ckpt:{app}:{topic}@{topic_id}:{partition}``  hash: ``__offset__`` plus one state per
+- ``ckpt:{stream}:{app}:{topic}@{topic_id}:{partition}``  hash: ``__offset__`` plus one state per
                             device in field ``d:{device}`` (its windower, its episode tracker
                             and when it was last seen; a device id can never collide with
                             ``__offset__``); the topic id (Kafka's) tells a recreated topic
                             from the old one. TTL: stream.checkpoint_ttl_s
 
-The predictions of a batch and its checkpoints are written by one call of a Lua script that,
-for each prediction, first compares the window start with the id of the newest entry of the
-device's history stream: a window that is not newer is a duplicate (a replay after a crash or
-a rebalance) and nothing is written. Windows of a device are emitted in increasing start
-order, so this makes the writes idempotent by window id. The episodes and minute totals of
-the batch's devices follow (absolute values, only going forward). The checkpoints come last
-in the script: one is written only if all the predictions and episodes it covers were.
+The predictions of a batch and its checkpoints are written by a Lua script that, for each
+prediction, first compares the window start with the id of the newest entry of the device's
+history stream: a window that is not newer is a duplicate (a replay after a crash or a
+rebalance) and nothing is written. Windows of a device are emitted in increasing start order,
+so this makes the writes idempotent by window id. The episodes and minute totals of the
+batch's devices follow (absolute values, only going forward), then the windows' features
+(idempotent the same way, by ``feat:top``), then the checkpoints: one is written only if all
+the predictions, episodes and features it covers were. On a single server that is one call
+of the script, atomic. On a Redis Cluster a script may only touch the keys of one slot, so
+the batch is one call per device slot (its predictions, scores and episodes), then one call
+in the ``{stream}`` slot (the features, the guards, the checkpoints), in that order: every
+part is idempotent, so a batch that fails between two calls and is written again (the retry,
+or the replay from the checkpoint) writes each window once (docs/deploy.md,
+"A Redis Cluster").
 """
 
 from __future__ import annotations
@@ -50,19 +61,21 @@ from stream_processor.episodes import (
     EpisodeWrite,
     Window,
     daily_key,
+    device_key,
     episodes_key,
     hourly_key,
     open_episode_key,
     windows_of_history,
 )
-from wearmon.errors import ConfigError
 from wearmon.schemas import Prediction
 
 log = logging.getLogger(__name__)
 
-FEATURES_KEY = "feat:live"
+#: the hash tag of the keys written with the checkpoints (one slot of a Redis Cluster)
+STREAM_TAG = "{stream}"
+FEATURES_KEY = f"feat:live:{STREAM_TAG}"
+FEATURE_TOPS_KEY = f"feat:top:{STREAM_TAG}"
 FEATURE_NAMES_KEY = "feat:names"
-ACCURACY_KEY = "acc:live"
 OFFSET_FIELD = "__offset__"
 #: first code returned by the batch script when a guard finds an older checkpoint
 STALE = -100
@@ -71,26 +84,30 @@ STATE_PREFIX = "d:"
 
 
 def latest_key(device: str) -> str:
-    return f"pred:latest:{device}"
+    return device_key("pred:latest", device)
 
 
 def history_key(device: str) -> str:
-    return f"pred:hist:{device}"
+    return device_key("pred:hist", device)
 
 
 def labels_key(device: str) -> str:
-    return f"label:seg:{device}"
+    return device_key("label:seg", device)
 
 
 def scored_key(device: str) -> str:
-    return f"acc:scored:{device}"
+    return device_key("acc:scored", device)
+
+
+def accuracy_key(device: str) -> str:
+    return device_key("acc:live", device)
 
 
 def raw_windows_key(device: str) -> str:
     """Stream of the raw windows the worker classified for a device (entry id
     ``{window_start_ms}-0``, field ``x``: wearmon.signals.raw bytes), read by the retraining
     pool (trainer.pool) together with the device's ground truth."""
-    return f"win:raw:{device}"
+    return device_key("win:raw", device)
 
 
 def checkpoint_key(app_id: str, topic: str, partition: int, topic_id: str | None = None) -> str:
@@ -98,7 +115,33 @@ def checkpoint_key(app_id: str, topic: str, partition: int, topic_id: str | None
     before topic ids (read once for backward compatibility, never written)."""
     if topic_id is None:
         return f"ckpt:{app_id}:{topic}:{partition}"
+    return f"ckpt:{STREAM_TAG}:{app_id}:{topic}@{topic_id}:{partition}"
+
+
+def untagged_checkpoint_key(app_id: str, topic: str, partition: int, topic_id: str) -> str:
+    """The key of checkpoints written before the ``{stream}`` hash tag (read once for
+    backward compatibility, never written)."""
     return f"ckpt:{app_id}:{topic}@{topic_id}:{partition}"
+
+
+def accuracy_totals(client: Any) -> dict[str, tuple[int, int]]:
+    """{version: (correct, total)} of the scored windows of every device (one scan of the
+    devices' ``acc:live`` hashes)."""
+    keys = list(client.scan_iter(match=accuracy_key("*"), count=1000))
+    pipe = client.pipeline(transaction=False)
+    for k in keys:
+        pipe.hgetall(k)
+    out: dict[str, tuple[int, int]] = {}
+    for raw in pipe.execute() if keys else []:
+        for k, v in decode_fields(raw).items():
+            version, _, kind = k.rpartition(":")
+            c, t = out.get(version, (0, 0))
+            try:
+                n = int(v)
+            except ValueError:
+                continue
+            out[version] = (c + n, t) if kind == "correct" else (c, t + n)
+    return out
 
 
 # Shared by both scripts below: score one prediction against the stored ground truth.
@@ -133,21 +176,24 @@ local function score(kseg, ksc, kacc, ws, wms, purity, ttl, plabel, version)
 end
 """
 
-# One call per batch: predictions, their features, the live-accuracy join, then the
-# checkpoints, so a checkpoint is written only if every prediction it covers was (a script
-# that fails stops there: the checkpoints come last).
-# KEYS: feat, acc, then per prediction hist, latest, labels, scored, raw, then per episode
-# device ep:hist, ep:open, act:hour, act:day, then per checkpoint its hash.
+# One call per batch (a single server) or per slot (a Redis Cluster): predictions, the
+# live-accuracy join, episodes, features, then the checkpoints, so a checkpoint is written
+# only if every prediction it covers was (a script that fails stops there: the checkpoints
+# come last; on a cluster the checkpoints' call comes after every device call).
+# KEYS: per prediction hist, latest, labels, scored, raw, acc; then per episode device
+# ep:hist, ep:open, act:hour, act:day; then, with features, feat:live and feat:top; then per
+# checkpoint its hash.
 # ARGV: hist_maxlen, ttl_s, feat_maxlen, purity, n_predictions, n_checkpoints,
-# raw_mode ('all' | 'labelled' | 'off'), raw_maxlen, n_episode_devices, then per prediction
-# PRED_ARGS values:
+# raw_mode ('all' | 'labelled' | 'off'), raw_maxlen, n_episode_devices, n_features, then per
+# prediction PRED_ARGS values:
 # device, window_start, window_end, label, confidence, probs, model_version, processed_ms,
-# latency_ms, features_json ('' = none), raw window bytes ('' = none); then per episode
+# latency_ms, raw window bytes ('' = none); then per episode
 # device: through_ms, n_closed, has_open (0/1), n_hours, n_days, the oldest hour and day
 # bucket start kept ('' = neither trim nor TTL refresh of ep:open and act:*: they are sent
 # when a new hour starts, and always with a TTL under a day), EPISODE_FIELDS values per
 # closed episode and for the open one,
-# (bucket start, member) per hour and per day; then
+# (bucket start, member) per hour and per day; then per feature row FEATURE_ARGS values:
+# device, window_start, model_version, label, confidence, features_json; then
 # per checkpoint: offset, ttl_s, n_states, n_retired, n_states field/state pairs, n_retired
 # fields to delete.
 # The episodes of a device are written only when through_ms (the start of the last window
@@ -155,6 +201,9 @@ end
 # values, a stale writer (a zombie after a rebalance) writes nothing. Every value is
 # absolute (a closed episode is added only when it starts after the newest in ep:hist;
 # a bucket's member replaces the bucket's old one), so a replay doubles nothing.
+# A feature row is added only when its window starts after the device's newest one
+# (feat:top): the features are idempotent by window id like the predictions, in their own
+# slot.
 # A checkpoint only ever moves forward (a zombie worker that lost its partition cannot
 # overwrite a newer one). Returns one code per prediction: -1 duplicate, 1 written,
 # 2 written + scored wrong, 3 written + scored correct.
@@ -182,13 +231,12 @@ local hmax, ttl, fmax = ARGV[1], ARGV[2], ARGV[3]
 local purity = tonumber(ARGV[4])
 local n, nc = tonumber(ARGV[5]), tonumber(ARGV[6])
 local rawmode, rawmax = ARGV[7], ARGV[8]
-local ne = tonumber(ARGV[9])
+local ne, nf = tonumber(ARGV[9]), tonumber(ARGV[10])
 local out = {}
-local fed = false
 for i = 0, n - 1 do
-  local kh, kl, kseg, ksc = KEYS[3 + 5 * i], KEYS[4 + 5 * i], KEYS[5 + 5 * i], KEYS[6 + 5 * i]
-  local kraw = KEYS[7 + 5 * i]
-  local b = 10 + 11 * i
+  local kh, kl, kseg, ksc = KEYS[1 + 6 * i], KEYS[2 + 6 * i], KEYS[3 + 6 * i], KEYS[4 + 6 * i]
+  local kraw, kacc = KEYS[5 + 6 * i], KEYS[6 + 6 * i]
+  local b = 11 + 10 * i
   local wss = ARGV[b + 1]
   local ws = tonumber(wss)
   local code = 1
@@ -207,30 +255,23 @@ for i = 0, n - 1 do
     redis.call('DEL', kl)
     redis.call('HSET', kl, unpack(fields))
     redis.call('EXPIRE', kl, ttl)
-    if ARGV[b + 9] ~= '' then
-      redis.call('XADD', KEYS[1], 'MAXLEN', '~', fmax, '*', 'device', ARGV[b],
-                 'window_start_ms', wss, 'model_version', version, 'label', label,
-                 'confidence', ARGV[b + 4], 'f', ARGV[b + 9])
-      fed = true
-    end
     -- the raw window, for retraining on labels (all devices, or those with ground truth)
-    if ARGV[b + 10] ~= '' and (rawmode == 'all' or
-                               (rawmode == 'labelled' and redis.call('EXISTS', kseg) == 1)) then
-      redis.call('XADD', kraw, 'MAXLEN', '~', rawmax, wss .. '-0', 'x', ARGV[b + 10])
+    if ARGV[b + 9] ~= '' and (rawmode == 'all' or
+                              (rawmode == 'labelled' and redis.call('EXISTS', kseg) == 1)) then
+      redis.call('XADD', kraw, 'MAXLEN', '~', rawmax, wss .. '-0', 'x', ARGV[b + 9])
       redis.call('EXPIRE', kraw, ttl)
     end
     -- join with ground truth already present
-    local ok = score(kseg, ksc, KEYS[2], ws, tonumber(ARGV[b + 2]) - ws, purity, ttl, label,
+    local ok = score(kseg, ksc, kacc, ws, tonumber(ARGV[b + 2]) - ws, purity, ttl, label,
                      version)
     if ok ~= nil then
       code = 2 + ok
-      redis.call('EXPIRE', KEYS[2], ttl)
+      redis.call('EXPIRE', kacc, ttl)
     end
   end
   out[#out + 1] = code
 end
-if fed then redis.call('EXPIRE', KEYS[1], ttl) end
-local a = 10 + 11 * n
+local a = 11 + 10 * n
 local epnames = {'start_ms', 'end_ms', 'activity', 'mean_confidence', 'windows'}
 local function epfields(q)
   local f = {}
@@ -252,7 +293,7 @@ local function buckets(key, q, nb, keep)
   end
 end
 for e = 0, ne - 1 do
-  local kb = 2 + 5 * n + 4 * e
+  local kb = 6 * n + 4 * e
   local keh, keo, khour, kday = KEYS[kb + 1], KEYS[kb + 2], KEYS[kb + 3], KEYS[kb + 4]
   local through = ARGV[a]
   local ncl, hasopen = tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
@@ -288,8 +329,27 @@ for e = 0, ne - 1 do
   end
   a = q + 5 * (ncl + hasopen) + 2 * (nh + nd)
 end
+local kc = 6 * n + 4 * ne
+if nf > 0 then
+  local kfeat, ktop = KEYS[kc + 1], KEYS[kc + 2]
+  kc = kc + 2
+  for f = 0, nf - 1 do
+    local q = a + 6 * f
+    local dev, wss = ARGV[q], ARGV[q + 1]
+    local prev = redis.call('HGET', ktop, dev)
+    if not prev or tonumber(prev) < tonumber(wss) then
+      redis.call('XADD', kfeat, 'MAXLEN', '~', fmax, '*', 'device', dev,
+                 'window_start_ms', wss, 'model_version', ARGV[q + 2], 'label', ARGV[q + 3],
+                 'confidence', ARGV[q + 4], 'f', ARGV[q + 5])
+      redis.call('HSET', ktop, dev, wss)
+    end
+  end
+  redis.call('EXPIRE', kfeat, ttl)
+  redis.call('EXPIRE', ktop, ttl)
+  a = a + 6 * nf
+end
 for k = 1, nc do
-  local key = KEYS[2 + 5 * n + 4 * ne + k]
+  local key = KEYS[kc + k]
   local off, cttl = ARGV[a], ARGV[a + 1]
   local ns, nr = tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3])
   a = a + 4
@@ -315,7 +375,8 @@ end
 return out
 """
 )
-PRED_ARGS = 11
+PRED_ARGS = 10
+FEATURE_ARGS = 6
 
 # KEYS: labels, hist, scored, acc
 # ARGV: start, end, label, ttl_s, purity, window_ms
@@ -446,6 +507,10 @@ class RedisSink:
         self.features_maxlen = features_maxlen
         self.purity = purity
         self.checkpoint_ttl_s = checkpoint_ttl_s
+        import redis
+
+        #: a Redis Cluster client: the batch is written slot by slot (``write``)
+        self.cluster = isinstance(client, redis.RedisCluster)
         self._batch = client.register_script(_WRITE_BATCH)
         self._label = client.register_script(_WRITE_LABEL)
         self._names_written = False
@@ -454,11 +519,6 @@ class RedisSink:
     def from_settings(cls, settings: Any) -> RedisSink:
 
         s = settings.stream
-        if settings.redis.cluster:
-            raise ConfigError(
-                "the stream worker cannot write to a Redis Cluster yet (redis.cluster): its "
-                "batch script writes keys of many slots (docs/deploy.md, 'A Redis Cluster')"
-            )
         client = settings.redis.connect(
             socket_timeout=s.redis_timeout_s, socket_connect_timeout=s.redis_timeout_s
         )
@@ -492,24 +552,13 @@ class RedisSink:
         episodes: Sequence[EpisodeWrite] = (),
     ) -> WriteOutcome:
         """Write predictions (their features and raw windows), the devices' episodes and
-        minute totals, then the checkpoints, in one script. ``raw``: one wearmon.signals.raw
-        value per prediction (kept per ``raw_windows``)."""
+        minute totals, then the checkpoints: one script call on a single server; on a Redis
+        Cluster one call per device slot, then one for the features and checkpoints.
+        ``raw``: one wearmon.signals.raw value per prediction (kept per ``raw_windows``)."""
         if not predictions and not checkpoints and not episodes:
             return WriteOutcome(new=[], scored=[])
         if features is not None:
             self._ensure_feature_names()
-        keys: list[str] = [FEATURES_KEY, ACCURACY_KEY]
-        args: list[Any] = [
-            self.history_maxlen,
-            self.ttl_s,
-            self.features_maxlen,
-            self.purity,
-            len(predictions),
-            len(checkpoints),
-            self.raw_windows,
-            self.raw_maxlen,
-            len(episodes),
-        ]
         feats: list[str] = [""] * len(predictions)
         if features is not None and predictions:
             rounded = np.round(np.asarray(features, dtype=np.float64), 6).tolist()
@@ -517,23 +566,84 @@ class RedisSink:
         raws: Sequence[bytes | str] = [""] * len(predictions)
         if raw is not None and self.raw_windows != "off":
             raws = raw
-        for p, f, x in zip(predictions, feats, raws, strict=True):
+        rows = [
+            [p.device, p.window_start_ms, p.model_version, p.label, f"{p.confidence:.6f}", f]
+            for p, f in zip(predictions, feats, strict=True)
+            if f
+        ]
+        everything = list(range(len(predictions)))
+        if not self.cluster:
+            keys, args = self._call(predictions, raws, everything, episodes, rows, checkpoints)
+            codes = self._run(keys, args, guards)
+        else:
+            codes = [0] * len(predictions)
+            for idx, eps in self._by_slot(predictions, episodes):
+                calls = self._call(predictions, raws, idx, eps, [], [])
+                for i, c in zip(idx, self._run(*calls, ()), strict=True):
+                    codes[i] = c
+            if rows or checkpoints or guards:
+                self._run(*self._call(predictions, raws, [], [], rows, checkpoints), guards)
+        scored = [
+            (p.model_version, code == 3)
+            for p, code in zip(predictions, codes, strict=True)
+            if code >= 2
+        ]
+        return WriteOutcome(new=[c >= 1 for c in codes], scored=scored)
+
+    def _call(
+        self,
+        predictions: Sequence[Prediction],
+        raws: Sequence[bytes | str],
+        idx: Sequence[int],
+        episodes: Sequence[EpisodeWrite],
+        rows: Sequence[list[Any]],
+        checkpoints: Sequence[Checkpoint],
+    ) -> tuple[list[str], list[Any]]:
+        """KEYS and ARGV of one call of ``_WRITE_BATCH`` (without the guards): the
+        predictions ``idx``, ``episodes``, the feature ``rows``, ``checkpoints``."""
+        keys: list[str] = []
+        args: list[Any] = [
+            self.history_maxlen,
+            self.ttl_s,
+            self.features_maxlen,
+            self.purity,
+            len(idx),
+            len(checkpoints),
+            self.raw_windows,
+            self.raw_maxlen,
+            len(episodes),
+            len(rows),
+        ]
+        for i in idx:
+            p = predictions[i]
             d = p.device
             keys += [
-                history_key(d), latest_key(d), labels_key(d), scored_key(d), raw_windows_key(d)
+                history_key(d), latest_key(d), labels_key(d), scored_key(d), raw_windows_key(d),
+                accuracy_key(d),
             ]  # fmt: skip
             args += prediction_values(p)
-            args += [f, x]
+            args.append(raws[i])
         for e in episodes:
             d = e.device
             keys += [episodes_key(d), open_episode_key(d), hourly_key(d), daily_key(d)]
             args += episode_values(e, self.ttl_s)
+        if rows:
+            keys += [FEATURES_KEY, FEATURE_TOPS_KEY]
+            for r in rows:
+                args += r
         for c in checkpoints:
             keys.append(c.key)
             args += [c.offset, self.checkpoint_ttl_s, len(c.states), len(c.retired)]
             for device, state in c.states.items():
                 args += [STATE_PREFIX + device, state]
             args += [STATE_PREFIX + d for d in c.retired]
+        return keys, args
+
+    def _run(
+        self, keys: list[str], args: list[Any], guards: Sequence[tuple[str, int]]
+    ) -> list[int]:
+        """One call of the batch script; StaleCheckpoint when a guard finds an older
+        checkpoint (nothing of the call was written)."""
         for key, offset in guards:
             keys.append(key)
             args.append(offset)
@@ -541,12 +651,20 @@ class RedisSink:
         codes = [int(r) for r in self._batch(keys=keys, args=args)]
         if codes and codes[0] == STALE:
             raise StaleCheckpoint([guards[i - 1][0] for i in codes[1:]])
-        scored = [
-            (p.model_version, code == 3)
-            for p, code in zip(predictions, codes, strict=True)
-            if code >= 2
-        ]
-        return WriteOutcome(new=[c >= 1 for c in codes], scored=scored)
+        return codes
+
+    def _by_slot(
+        self, predictions: Sequence[Prediction], episodes: Sequence[EpisodeWrite]
+    ) -> list[tuple[list[int], list[EpisodeWrite]]]:
+        """The predictions (indices, in order) and episodes of each Redis Cluster slot."""
+        from redis.crc import key_slot
+
+        slots: dict[int, tuple[list[int], list[EpisodeWrite]]] = {}
+        for i, p in enumerate(predictions):
+            slots.setdefault(key_slot(history_key(p.device).encode()), ([], []))[0].append(i)
+        for e in episodes:
+            slots.setdefault(key_slot(history_key(e.device).encode()), ([], []))[1].append(e)
+        return list(slots.values())
 
     def history_tops(self, devices: Sequence[str]) -> dict[str, int]:
         """The newest window start in each device's history (-1: none)."""
@@ -575,7 +693,12 @@ class RedisSink:
     ) -> list[tuple[str, bool]]:
         """Store a ground-truth segment and score the predictions it completes."""
         out = self._label(
-            keys=[labels_key(device), history_key(device), scored_key(device), ACCURACY_KEY],
+            keys=[
+                labels_key(device),
+                history_key(device),
+                scored_key(device),
+                accuracy_key(device),
+            ],
             args=[start_ms, end_ms, label, self.ttl_s, self.purity, window_ms],
         )
         pairs = list(out or [])
@@ -583,13 +706,7 @@ class RedisSink:
 
     def accuracy(self) -> dict[str, tuple[int, int]]:
         """{version: (correct, total)} over every worker."""
-        raw = decode_fields(self.client.hgetall(ACCURACY_KEY))
-        out: dict[str, tuple[int, int]] = {}
-        for k, v in raw.items():
-            version, _, kind = k.rpartition(":")
-            c, t = out.get(version, (0, 0))
-            out[version] = (int(v), t) if kind == "correct" else (c, int(v))
-        return out
+        return accuracy_totals(self.client)
 
     def load_state(self, key: str, device: str) -> bytes | None:
         """The checkpointed state of one device (an evicted device sending again)."""
@@ -608,7 +725,9 @@ class RedisSink:
         raw = self.client.hgetall(checkpoint_key(app_id, topic, partition, topic_id))
         legacy = False
         if not raw and topic_id is not None:
-            raw = self.client.hgetall(checkpoint_key(app_id, topic, partition))
+            raw = self.client.hgetall(untagged_checkpoint_key(app_id, topic, partition, topic_id))
+            if not raw:
+                raw = self.client.hgetall(checkpoint_key(app_id, topic, partition))
             legacy = bool(raw)
         offset: int | None = None
         states: dict[str, bytes] = {}

@@ -8,7 +8,7 @@ import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
-from stream_processor.sinks import decode_fields
+from stream_processor.sinks import decode_fields, latest_key
 from wearmon.errors import WearmonError
 from wearmon.settings import Settings
 
@@ -31,7 +31,7 @@ class Snapshot:
 
 def read_latest(client: Any, limit: int) -> list[dict[str, str]]:
     """Latest prediction of every device, newest first (at most ``limit``)."""
-    keys = list(client.scan_iter(match="pred:latest:*", count=1000))
+    keys = list(client.scan_iter(match=latest_key("*"), count=1000))
     pipe = client.pipeline(transaction=False)
     for k in keys:
         pipe.hgetall(k)

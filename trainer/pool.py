@@ -53,6 +53,7 @@ from typing import Any
 
 import numpy as np
 
+from stream_processor.episodes import key_device
 from stream_processor.sinks import raw_windows_key
 from trainer.datasets import WindowDataset, load_recordings, window_dataset
 from wearmon.errors import BadRecordingError, KafkaUnavailableError, WearmonError
@@ -258,10 +259,8 @@ def stream_windows(
     starts: list[int] = []
     recs: list[int] = []
     bad = 0
-    prefix = raw_windows_key("")
     devices = sorted(
-        k.decode()[len(prefix) :] if isinstance(k, bytes) else str(k)[len(prefix) :]
-        for k in client.scan_iter(match=f"{prefix}*", count=1000)
+        key_device(k) for k in client.scan_iter(match=raw_windows_key("*"), count=1000)
     )[:max_devices]
     for i, device in enumerate(devices):
         spans = _spans(client.zrange(labels_key(device), 0, -1))
@@ -495,10 +494,9 @@ def labelled_devices(client: Any) -> dict[str, list[LabelSpan]]:
     """{device: ground-truth segments} of every device with segments in Redis."""
     from stream_processor.sinks import labels_key
 
-    prefix = labels_key("")
     out: dict[str, list[LabelSpan]] = {}
-    for k in client.scan_iter(match=f"{prefix}*", count=1000):
-        device = _s(k)[len(prefix) :]
+    for k in client.scan_iter(match=labels_key("*"), count=1000):
+        device = key_device(k)
         spans = _spans(client.zrange(_s(k), 0, -1))
         if spans:
             out[device] = spans

@@ -360,12 +360,13 @@ def render_all(
 
 def _a_participant(client: Any) -> str:
     """The device with the most recent prediction (for a render without --participant)."""
-    from stream_processor.sinks import decode_fields
+    from stream_processor.episodes import key_device
+    from stream_processor.sinks import decode_fields, latest_key
 
     best, best_t = "", -1
-    for key in client.scan_iter(match="pred:latest:*", count=1000):
+    for key in client.scan_iter(match=latest_key("*"), count=1000):
         fields = decode_fields(client.hgetall(key))
         t = int(fields.get("processed_ms", "0") or 0)
         if t > best_t:
-            best, best_t = (key.decode() if isinstance(key, bytes) else key).split(":", 2)[2], t
+            best, best_t = key_device(key), t
     return best

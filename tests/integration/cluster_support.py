@@ -7,6 +7,12 @@ import random
 import socket
 from collections.abc import Sequence
 
+from wearmon.settings import REDIS_BUS_OFFSET
+
+#: primaries of the tests' Redis Clusters, and the port step between them
+REDIS_SHARDS = 3
+REDIS_STEP = 10
+
 
 def bindable(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -25,3 +31,10 @@ def port_base(nodes: int, step: int, offsets: Sequence[int] = (0,)) -> int:
         if all(bindable(base + i * step + off) for i in range(nodes) for off in offsets):
             return base
     raise RuntimeError(f"no free port range for {nodes} cluster nodes")
+
+
+def redis_cluster_ports() -> dict[str, int]:
+    """The ``ports`` settings of a Redis Cluster of ``REDIS_SHARDS`` primaries on free
+    ports (their buses too)."""
+    base = port_base(REDIS_SHARDS, REDIS_STEP, (0, REDIS_BUS_OFFSET))
+    return {"redis": base, "redis_step": REDIS_STEP}

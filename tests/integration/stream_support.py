@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from stream_processor.sinks import history_key
 from wearmon.schemas import SampleBatch, encode
 from wearmon.settings import Settings
 from wearmon.signals.types import Recording, Windows
@@ -264,12 +265,12 @@ def interleaved(rec: Recording, devices: list[str]) -> list[SampleBatch]:
 
 def n_predicted(redis_client: Any, devices: Iterable[str]) -> int:
     """How many history entries ``devices`` have together."""
-    return sum(redis_client.xlen(f"pred:hist:{d}") for d in devices)
+    return sum(redis_client.xlen(history_key(d)) for d in devices)
 
 
 def all_predicted(redis_client: Any, expected: dict[str, dict[int, str]]) -> bool:
     """Every device of ``expected`` has at least as many history entries as windows."""
-    return all(redis_client.xlen(f"pred:hist:{d}") >= len(e) for d, e in expected.items())
+    return all(redis_client.xlen(history_key(d)) >= len(e) for d, e in expected.items())
 
 
 def checkpointed(redis_client: Any, run: Run) -> bool:
@@ -302,7 +303,7 @@ def checkpointed(redis_client: Any, run: Run) -> bool:
 def history(redis_client: Any, device: str) -> list[dict[str, str]]:
     """All history entries of a device, oldest first (entry id included as ``id``)."""
     out = []
-    for eid, fields in redis_client.xrange(f"pred:hist:{device}"):
+    for eid, fields in redis_client.xrange(history_key(device)):
         row = {k.decode(): v.decode() for k, v in fields.items()}
         row["id"] = eid.decode()
         out.append(row)

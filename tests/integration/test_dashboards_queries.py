@@ -21,6 +21,9 @@ import pytest
 from monitoring.dashboards.generate import builders, dashboard_json
 from monitoring.dashboards.live import Prometheus, Result, Window, run_redis
 from monitoring.dashboards.queries import metric_names, queries
+from monitoring.keys import DRIFT_LATEST, POLICY_LOG
+from stream_processor.episodes import key_device
+from stream_processor.sinks import latest_key
 from tests.integration.stream_support import (
     make_run,
     register_tiny,
@@ -37,7 +40,7 @@ pytestmark = pytest.mark.integration
 #: metrics the short run must produce: the stream's, the replay's and the monitor's
 PRODUCED = known_metrics()
 #: Redis keys that stay empty in a run without drift (no policy transition)
-EMPTY_WITHOUT_DRIFT = {"policy:log"}
+EMPTY_WITHOUT_DRIFT = {POLICY_LOG}
 
 
 @dataclass
@@ -117,7 +120,7 @@ def demo(
     )
     client = redis.Redis.from_url(stack.redis.url)
     procs: list[subprocess.Popen[bytes]] = [worker]
-    keys = lambda: list(client.scan_iter(match="pred:latest:dev-*", count=1000))  # noqa: E731
+    keys = lambda: list(client.scan_iter(match=latest_key("dev-*"), count=1000))  # noqa: E731
     try:
         # bad messages: dead letters by reason
         send(run.settings, [], extra=[("bad-0", b"\x00not json"), ("bad-1", b"{}")])
@@ -141,11 +144,11 @@ def demo(
         send(run.settings, [], extra=[("bad-2", b"\x00not json"), ("bad-3", b"[1]")])
         wait_for(lambda: len(keys()) >= 2, 60, [worker], log, "predictions of 2 devices")
         wait_for(
-            lambda: client.exists("drift:latest"), 180, [monitor], tmp / "monitor.log",
+            lambda: client.exists(DRIFT_LATEST), 180, [monitor], tmp / "monitor.log",
             "a drift check of the monitor",
         )  # fmt: skip
         time.sleep(12)  # two more scrapes (the last counters, the check)
-        device = sorted(k.decode() for k in keys())[0].split(":", 2)[2]
+        device = sorted(key_device(k) for k in keys())[0]
         yield Demo(stack, Window(t0, time.time(), step_s=5), device, tmp)
     finally:
         for p in procs:

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from stream_processor.episodes import key_device
+from stream_processor.sinks import scored_key
 from wearmon.stack import free_port, port_open
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -64,9 +66,7 @@ def test_demo_short_form_tells_the_story_and_its_figures_are_true(tmp_path: Path
         assert status in ("promoted", "refused"), summary["retrain"]
         # the figures against Redis and the registry
         client = redis.Redis.from_url(settings.redis.url)
-        devices = sorted(
-            k.decode().split(":", 2)[2] for k in client.scan_iter(match="acc:scored:*")
-        )
+        devices = sorted(key_device(k) for k in client.scan_iter(match=scored_key("*")))
         assert len(devices) == summary["devices"] == 6
         assert len(scored_windows(client, devices)) == summary["windows"] > 100
         champion = str(registry.alias_version(settings))

@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from stream_processor.sinks import history_key
 from tests.integration.stream_support import (
     Run,
     all_predicted,
@@ -214,7 +215,7 @@ def test_sample_far_in_the_future_is_dead_lettered_and_does_not_blind_its_device
     expected = expected_windows(pipeline.recording, pipeline.run.settings, device)
     send(pipeline.run.settings, messages_of(pipeline.recording, device))
     wait_for(
-        lambda: pipeline.redis.xlen(f"pred:hist:{device}") >= len(expected),
+        lambda: pipeline.redis.xlen(history_key(device)) >= len(expected),
         120,
         [pipeline.worker],
         pipeline.log,
@@ -287,7 +288,7 @@ def test_batch_failing_for_one_device_is_isolated(pipeline: Pipeline) -> None:
     """A device whose Redis history key is not a stream fails every batch it is in: its
     windows are dead-lettered, every other device's are written."""
     device = f"poison-{uuid.uuid4().hex[:6]}"
-    pipeline.redis.set(f"pred:hist:{device}", "not a stream")
+    pipeline.redis.set(history_key(device), "not a stream")
     send(pipeline.run.settings, messages_of(pipeline.recording, device))
     _clean_replay(pipeline, "poisoned-key")
     letters = _dead_letters(pipeline.run.settings, lambda ls: any(d.key == device for d in ls))

@@ -1,11 +1,11 @@
 """wearmon on a real 3-broker KRaft cluster on loopback (replication factor 3,
-``min.insync.replicas`` 2): the replay (``wearmon replay``) and two workers
-(``wearmon process``) run against it with nothing but settings changed, and one broker killed
-(-9) mid-replay loses no window and writes none twice.
+``min.insync.replicas`` 2) and a Redis Cluster of 3 primaries: the replay (``wearmon
+replay``) and two workers (``wearmon process``) run against them with nothing but settings
+changed, and one broker killed (-9) mid-replay loses no window and writes none twice.
 
-The cluster is this module's own (a stack of 3 Kafka nodes and Redis on free ports, started
-once for the module), not the session's single-broker stack. It runs with ``make cluster``
-(``pytest -m cluster``); ``make test`` skips it (about 2 minutes, docs/deploy.md).
+The clusters are this module's own (a stack of 3 Kafka nodes and 3 Redis primaries on free
+ports, started once for the module), not the session's single-node stack. It runs with
+``make cluster`` (``pytest -m cluster``); ``make test`` skips it (about 2 minutes, docs/deploy.md).
 """
 
 from __future__ import annotations
@@ -22,8 +22,9 @@ from typing import Any
 import pytest
 
 from producers.kafka_sink import ensure_topics
+from stream_processor.sinks import history_key
 from tests.chaos.support import report
-from tests.integration.cluster_support import port_base
+from tests.integration.cluster_support import REDIS_SHARDS, port_base, redis_cluster_ports
 from tests.integration.stream_support import (
     expected_windows,
     register_tiny,
@@ -53,7 +54,7 @@ RUN_S = 160
 def cluster(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Settings]:
-    """A running 3-node Kafka cluster and Redis for this module; yields their settings.
+    """A running 3-node Kafka cluster and Redis Cluster for this module; yields their settings.
     Only when cluster tests are selected (``make cluster``: ``pytest -m cluster``)."""
     expr = str(request.config.getoption("markexpr") or "")
     if "cluster" not in expr or "not cluster" in expr:
@@ -62,15 +63,18 @@ def cluster(
     settings = Settings(
         data_dir=tmp_path_factory.mktemp("cluster-data"),
         ports={"kafka": base, "kafka_controller": base + 1, "kafka_step": STEP,
-               "redis": free_port(), "prometheus": free_port()},
-        stack={"kafka_brokers": BROKERS},
+               **redis_cluster_ports(), "prometheus": free_port()},
+        stack={"kafka_brokers": BROKERS, "redis_shards": REDIS_SHARDS},
         metrics={"stream_port": free_port(), "replay_port": free_port(),
                  "monitor_port": free_port()},
     )  # fmt: skip
     local = LocalStack(settings)
     t0 = time.monotonic()
     local.up(timeout=120, services=["kafka", "redis"])
-    print(f"CLUSTER up: {BROKERS} Kafka nodes and Redis ready in {time.monotonic() - t0:.1f} s")
+    print(
+        f"CLUSTER up: {BROKERS} Kafka nodes and {REDIS_SHARDS} Redis primaries ready in "
+        f"{time.monotonic() - t0:.1f} s"
+    )
     try:
         yield settings
     finally:
@@ -88,6 +92,8 @@ def _env(settings: Settings, repo_root: Path) -> dict[str, str]:
         WEARMON_PORTS__KAFKA_CONTROLLER=str(p.kafka_controller),
         WEARMON_PORTS__KAFKA_STEP=str(p.kafka_step),
         WEARMON_PORTS__REDIS=str(p.redis),
+        WEARMON_PORTS__REDIS_STEP=str(p.redis_step),
+        WEARMON_STACK__REDIS_SHARDS=str(REDIS_SHARDS),
         WEARMON_PORTS__PROMETHEUS=str(p.prometheus),
         WEARMON_METRICS__STREAM_PORT=str(m.stream_port),
         WEARMON_METRICS__REPLAY_PORT=str(m.replay_port),
@@ -154,7 +160,6 @@ def _cli(env: dict[str, str], *args: str, timeout: float = 60) -> subprocess.Com
 def test_replay_and_two_workers_survive_a_broker_killed_mid_run(
     cluster: Settings, repo_root: Path, tmp_path: Path
 ) -> None:
-    import redis
 
     from producers.devices import device_ids
     from wearmon.signals.readers import read_garmin_pair
@@ -180,10 +185,11 @@ def test_replay_and_two_workers_survive_a_broker_killed_mid_run(
     devices = device_ids(N_DEVICES, seed=7)
     expected = {d: expected_windows(recording, settings, d) for d in devices}
     total = sum(map(len, expected.values()))
-    client = redis.Redis.from_url(settings.redis.url)
+    assert settings.redis.cluster
+    client = settings.redis.connect()
 
     def counts() -> list[int]:
-        return [int(client.xlen(f"pred:hist:{d}")) for d in devices]
+        return [int(client.xlen(history_key(d))) for d in devices]
 
     def done() -> bool:
         return all(n >= len(expected[d]) for d, n in zip(devices, counts(), strict=True))
@@ -262,4 +268,12 @@ def test_replay_and_two_workers_survive_a_broker_killed_mid_run(
     )
     report("cluster-broker-kill-9", client, settings, expected)
     _check_exactly_once(client, expected)
+    # the devices' keys are spread over the Redis Cluster's primaries, the checkpoints and
+    # the features in one slot
+    by_node = {
+        f"{n.host}:{n.port}": int(client.dbsize(target_nodes=n)) for n in client.get_primaries()
+    }
+    homes = {str(client.get_node_from_key(history_key(d)).port) for d in devices}
+    print(f"CLUSTER redis keys per primary {by_node}; the devices on {len(homes)} primaries")
+    assert len(by_node) == REDIS_SHARDS and len(homes) > 1, (by_node, homes)
     client.close()

@@ -285,11 +285,12 @@ def test_drift_waits_for_labelled_windows_then_retrains_from_the_onset(
 ) -> None:
     """The labelled count is the stream's own ``acc:live`` totals; the retraining gets the
     onset (the oldest window of the first drifted check) as ``--since-ms``."""
-    from stream_processor.sinks import ACCURACY_KEY
+    from stream_processor.sinks import accuracy_key
 
     _clean(redis_client)
-    redis_client.delete(ACCURACY_KEY)
-    redis_client.hset(ACCURACY_KEY, mapping={"3:total": 40, "3:correct": 30})
+    for k in redis_client.scan_iter(match=accuracy_key("*")):  # other tests' scored windows
+        redis_client.delete(k)
+    redis_client.hset(accuracy_key("dev-a"), mapping={"3:total": 40, "3:correct": 30})
     s = _settings(stack, tmp_path, retrain=False, min_labelled=100, label_wait_s=3600)
     mon = Monitor(s, redis_client, MonitorMetrics(), references=reference)  # type: ignore[arg-type]
     _push(redis_client, _live(seglearn, "10", 100, gain=1.5), "dev-a", 5_000_000)
@@ -300,14 +301,14 @@ def test_drift_waits_for_labelled_windows_then_retrains_from_the_onset(
     assert [t.to_state for t in out.transitions] == [DRIFT]  # 0 labelled since: it waits
     words = "\n".join(status(s, redis_client))
     assert "labelled windows since the onset: 0 of 100" in words, words
-    redis_client.hincrby(ACCURACY_KEY, "3:total", 60)  # the stream scored 60 more
-    redis_client.hincrby(ACCURACY_KEY, "4:total", 40)  # ... and 40 of another version
+    redis_client.hincrby(accuracy_key("dev-a"), "3:total", 60)  # the stream scored 60 more
+    redis_client.hincrby(accuracy_key("dev-b"), "4:total", 40)  # ... 40 of another version
     _push(redis_client, _live(seglearn, "10", 100, gain=1.5), "dev-c", 7_000_000)
     out = mon.check_once()
     assert [t.to_state for t in out.transitions] == [RETRAINING], describe(out)
     assert "100 labelled windows since the onset" in out.transitions[0].reason
     assert mon.retrain_command(mon.state.trigger_id)[-2:] == ["--since-ms", "5000000"]
-    redis_client.delete(ACCURACY_KEY)
+    redis_client.delete(accuracy_key("dev-a"), accuracy_key("dev-b"))
 
 
 def test_undecodable_live_entries_are_skipped_and_counted(redis_client: Any, seglearn: Any) -> None:

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from stream_processor.sinks import history_key
 from tests.integration.stream_support import (
     device_windows,
     generated_recording,
@@ -118,7 +119,7 @@ def test_running_worker_swaps_within_a_second_of_promotion(
     try:
         send(run.settings, messages_of(rec, device)[:400])
         wait_for(
-            lambda: redis_client.xlen(f"pred:hist:{device}") > 2, 120, [worker], log, "v1 serving"
+            lambda: redis_client.xlen(history_key(device)) > 2, 120, [worker], log, "v1 serving"
         )
         assert f"now serving model version {v1}" in log.read_text()
         d = promotion.decide_and_promote(

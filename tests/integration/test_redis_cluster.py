@@ -10,44 +10,26 @@ import os
 import subprocess
 import time
 from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
 
 import pytest
 
-from tests.integration.cluster_support import port_base
-from wearmon.settings import REDIS_BUS_OFFSET, Settings
+from tests.integration.cluster_support import REDIS_SHARDS, redis_cluster_ports
+from wearmon.settings import Settings
 from wearmon.stack import LocalStack, free_port
 
 pytestmark = pytest.mark.integration
 
-SHARDS = 3
-STEP = 10
+SHARDS = REDIS_SHARDS
 PASSWORD = 'clu"ster pw'
-
-
-def redis_cluster_settings(
-    data_dir: Path,
-    *,
-    stack: dict[str, Any] | None = None,
-    ports: dict[str, Any] | None = None,
-    **extra: Any,
-) -> Settings:
-    """Settings of a stack whose Redis is a Redis Cluster of ``SHARDS`` primaries on free
-    loopback ports (``stack``, ``ports``: more of those settings; ``extra``: others)."""
-    base = port_base(SHARDS, STEP, (0, REDIS_BUS_OFFSET))
-    return Settings(
-        data_dir=data_dir,
-        ports={"redis": base, "redis_step": STEP, "prometheus": free_port(), **(ports or {})},
-        stack={"redis_shards": SHARDS, **(stack or {})},
-        **extra,
-    )
 
 
 @pytest.fixture(scope="module")
 def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
-    settings = redis_cluster_settings(
-        tmp_path_factory.mktemp("redis-cluster"), redis={"password": PASSWORD}
+    settings = Settings(
+        data_dir=tmp_path_factory.mktemp("redis-cluster"),
+        ports={**redis_cluster_ports(), "prometheus": free_port()},
+        stack={"redis_shards": SHARDS},
+        redis={"password": PASSWORD},
     )
     local = LocalStack(settings)
     local.up(timeout=60, services=["redis"])
@@ -139,3 +121,56 @@ def test_the_champion_channel_reaches_a_worker_through_the_cluster(
                 await task
 
     asyncio.run(scenario())
+
+
+def test_the_sink_writes_a_batch_slot_by_slot_each_window_once(redis_cluster: Settings) -> None:
+    """The worker's sink on the cluster: one script call per device slot, then the features
+    and checkpoints in the ``{stream}`` slot; a batch written twice (a retry, a replay) adds
+    no window, feature row or score twice; a guard still refuses a stale checkpoint, and a
+    device that fails leaves the checkpoint unwritten."""
+    import numpy as np
+    import redis
+
+    from stream_processor.sinks import (
+        FEATURES_KEY,
+        Checkpoint,
+        RedisSink,
+        StaleCheckpoint,
+        accuracy_totals,
+        checkpoint_key,
+        history_key,
+    )
+    from tests.integration.test_stream_sink import _pred
+
+    sink = RedisSink.from_settings(redis_cluster)
+    assert sink.cluster
+    client = sink.client
+    devices = [f"c-dev-{i}" for i in range(8)]
+    homes = {client.get_node_from_key(history_key(d)).port for d in devices}
+    assert len(homes) == SHARDS, homes  # the devices live on every primary
+    key = checkpoint_key("app-c", "t", 0, "tid")
+    preds = [_pred(d, start) for start in (1000, 5000) for d in devices]
+    feats = np.arange(len(preds) * 3, dtype=np.float64).reshape(-1, 3)
+    states = {d: b"s-" + d.encode() for d in devices}
+    for _ in range(2):
+        out = sink.write(preds, feats, [Checkpoint(key, 0, 41, states)], guards=[(key, -1)])
+    assert out.new == [False] * len(preds)  # the second time: every window a duplicate
+    assert [client.xlen(history_key(d)) for d in devices] == [2] * len(devices)
+    rows = client.xrange(FEATURES_KEY)
+    assert len(rows) == len(preds)
+    assert sorted((r[b"device"], int(r[b"window_start_ms"])) for _, r in rows) == sorted(
+        (p.device.encode(), p.window_start_ms) for p in preds
+    )
+    assert sink.load_checkpoint("app-c", "t", 0, "tid") == (41, states, False)
+    # ground truth for one device scores its two windows once, whatever the repeats
+    for _ in range(2):
+        sink.write_label(devices[0], 0, 20_000, "REST", 4000)
+    assert accuracy_totals(client) == {"1": (2, 2)}
+    with pytest.raises(StaleCheckpoint):  # this worker wrote 50; the cluster holds 41
+        sink.write([_pred(devices[1], 9000)], None, [Checkpoint(key, 0, 60, {})], [], [(key, 50)])
+    assert sink.load_checkpoint("app-c", "t", 0, "tid")[0] == 41
+    client.set(history_key("c-poison"), "not a stream")
+    with pytest.raises(redis.exceptions.ResponseError):
+        sink.write([_pred("c-poison", 1000)], None, [Checkpoint(key, 0, 70, {})])
+    assert sink.load_checkpoint("app-c", "t", 0, "tid")[0] == 41
+    client.close()

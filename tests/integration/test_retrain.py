@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from monitoring.keys import RETRAIN_TTL_S
-from stream_processor.sinks import raw_windows_key
+from stream_processor.sinks import labels_key, raw_windows_key
 from trainer import pool as P
 from trainer import promotion, registry
 from trainer.model import ModelConfig
@@ -256,7 +256,7 @@ def test_closed_loop_labels_on_the_stream_to_a_promoted_model_the_worker_serves(
             p.produce(run.settings.kafka.labels_topic, key=device.encode(), value=encode(seg))
         assert p.flush(30) == 0
         wait_for(
-            lambda: redis_client.zcard(f"label:seg:{device}") == len(rec.labels),
+            lambda: redis_client.zcard(labels_key(device)) == len(rec.labels),
             120,
             [worker],
             log,

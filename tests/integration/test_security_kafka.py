@@ -19,6 +19,8 @@ from pathlib import Path
 import pytest
 
 from stream_processor.app import ensure_topics, faust_credentials
+from stream_processor.episodes import key_device
+from stream_processor.sinks import history_key, latest_key
 from tests.integration.security_support import (
     SASL_USERS,
     SCRAM,
@@ -337,10 +339,10 @@ def test_replay_worker_and_watch_over_sasl_ssl_and_tls_redis(
         device, in_redis = "", 0
         while time.monotonic() < deadline and in_redis < 10:
             assert worker.poll() is None, log.read_text()[-4000:]
-            keys = client.keys("pred:latest:*")
+            keys = client.keys(latest_key("*"))
             if keys:
-                device = keys[0].decode().removeprefix("pred:latest:")
-                in_redis = int(client.xlen(f"pred:hist:{device}"))
+                device = key_device(keys[0])
+                in_redis = int(client.xlen(history_key(device)))
             time.sleep(0.5)
         assert in_redis >= 10, f"{in_redis} predictions in Redis\n{log.read_text()[-4000:]}"
         on_topic = _consume(settings, settings.kafka.predictions_topic, expect=in_redis)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from stream_processor.sinks import FEATURES_KEY, history_key, latest_key
 from tests.integration.stream_support import (
     all_predicted,
     checkpointed,
@@ -96,10 +97,10 @@ def test_replay_gives_one_prediction_per_window_matching_batch_path(
         assert {s: got[s] for s in expected[d]} == expected[d]
         assert all(r["model_version"] == version for r in rows)
         assert all(r["id"] == f"{r['window_start_ms']}-0" for r in rows)
-        latest = redis_client.hgetall(f"pred:latest:{d}")
+        latest = redis_client.hgetall(latest_key(d))
         assert int(latest[b"window_start_ms"]) == max(starts)
-        assert redis_client.ttl(f"pred:hist:{d}") > 0
+        assert redis_client.ttl(history_key(d)) > 0
     assert len(reasons) == 3, reasons
     assert any("schema version" in r for r in reasons)
     assert any("impossible" in r for r in reasons)
-    assert redis_client.xlen("feat:live") >= sum(len(e) for e in expected.values())
+    assert redis_client.xlen(FEATURES_KEY) >= sum(len(e) for e in expected.values())

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from stream_processor.sinks import accuracy_totals, history_key, labels_key, scored_key
 from tests.integration.stream_support import (
     checkpointed,
     decided,
@@ -64,9 +65,7 @@ def _batch_truth(
 
 
 def _accuracy(redis_client, version: str) -> tuple[int, int]:
-    raw = redis_client.hgetall("acc:live")
-    get = lambda k: int(raw.get(f"{version}:{k}".encode(), 0))  # noqa: E731
-    return get("correct"), get("total")
+    return accuracy_totals(redis_client).get(version, (0, 0))
 
 
 def _metrics(port: int) -> str:
@@ -124,11 +123,11 @@ def test_labels_join_live_accuracy_watch_and_lag(
         assert stats.ok, stats.summary()
 
         def predicted() -> bool:
-            return all(redis_client.xlen(f"pred:hist:{d}") >= truths[d][1] for d in dev_a + dev_b)
+            return all(redis_client.xlen(history_key(d)) >= truths[d][1] for d in dev_a + dev_b)
 
         wait_for(predicted, 120, [worker], log, "predictions of every device")
         wait_for(lambda: checkpointed(redis_client, run), 60, [worker], log, "the checkpoints")
-        scored_b_before = redis_client.hlen(f"acc:scored:{dev_b[0]}")
+        scored_b_before = redis_client.hlen(scored_key(dev_b[0]))
         _send_labels(run.settings, dev_b[0], recording)
 
         # expected, from the batch path, over the windows the stream predicted
@@ -171,9 +170,9 @@ def test_labels_join_live_accuracy_watch_and_lag(
     # each window scored exactly once, accuracy = the batch path's
     assert (correct - correct0, total - total0) == (exp_correct, exp_total)
     for d, n in per_device.items():
-        assert redis_client.hlen(f"acc:scored:{d}") == n, d
+        assert redis_client.hlen(scored_key(d)) == n, d
     assert scored_b_before == 0, "B's windows were scored before its labels arrived"
-    assert redis_client.zcard(f"label:seg:{dev_b[0]}") == len(recording.labels)
+    assert redis_client.zcard(labels_key(dev_b[0])) == len(recording.labels)
 
     # the worker's metrics: live accuracy, scored predictions by result, consumer lag
     acc = _samples(text, "wearmon_stream_live_accuracy")

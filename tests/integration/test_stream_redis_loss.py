@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from stream_processor.sinks import checkpoint_key, history_key, latest_key
 from tests.integration.stream_support import (
     Run,
     all_predicted,
@@ -37,9 +38,11 @@ def recording(tmp_path_factory: pytest.TempPathFactory) -> Recording:
 
 
 def _run_keys(redis_client: Any, run: Run, devices: list[str]) -> list[bytes]:
-    keys = list(redis_client.scan_iter(match=f"ckpt:wm-test-{run.run}:*"))
+    keys = list(
+        redis_client.scan_iter(match=checkpoint_key(f"wm-test-{run.run}", "*", 0, "*")[:-1] + "*")
+    )
     for d in devices:
-        keys += [k for k in (f"pred:hist:{d}", f"pred:latest:{d}") if redis_client.exists(k)]
+        keys += [k for k in (history_key(d), latest_key(d)) if redis_client.exists(k)]
     return [k if isinstance(k, bytes) else k.encode() for k in keys]
 
 

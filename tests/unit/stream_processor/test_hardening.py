@@ -74,6 +74,10 @@ def test_failures_are_classified() -> None:
     assert is_transient(KafkaFlushTimeout("3 not delivered"))
     assert is_transient(redis.exceptions.ResponseError("OOM command not allowed"))
     assert not is_transient(redis.exceptions.ResponseError("WRONGTYPE Operation"))
+    # a Redis Cluster failing over, resharding: retried; keys of two slots in one script: not
+    assert is_transient(redis.exceptions.ClusterDownError("CLUSTERDOWN The cluster is down"))
+    assert is_transient(redis.exceptions.TryAgainError("TRYAGAIN Multiple keys request"))
+    assert not is_transient(redis.exceptions.ResponseError("CROSSSLOT Keys in request"))
     assert not is_transient(ValueError("bad input"))
 
 

@@ -577,9 +577,10 @@ class RedisSink:
             codes = self._run(keys, args, guards)
         else:
             codes = [0] * len(predictions)
-            for idx, eps in self._by_slot(predictions, episodes):
-                calls = self._call(predictions, raws, idx, eps, [], [])
-                for i, c in zip(idx, self._run(*calls, ()), strict=True):
+            groups = self._by_slot(predictions, episodes)
+            calls = [self._call(predictions, raws, idx, eps, [], []) for idx, eps in groups]
+            for (idx, _), out in zip(groups, self._run_by_node(calls), strict=True):
+                for i, c in zip(idx, out, strict=True):
                     codes[i] = c
             if rows or checkpoints or guards:
                 self._run(*self._call(predictions, raws, [], [], rows, checkpoints), guards)
@@ -652,6 +653,39 @@ class RedisSink:
         if codes and codes[0] == STALE:
             raise StaleCheckpoint([guards[i - 1][0] for i in codes[1:]])
         return codes
+
+    def _run_by_node(self, calls: Sequence[tuple[list[str], list[Any]]]) -> list[list[int]]:
+        """The device calls of a batch (no guards) on a Redis Cluster: one pipeline of
+        EVALSHA per primary (one round trip each; redis-py's cluster pipeline refuses
+        EVALSHA). A node's pipeline that fails (a slot moved, the node lost its scripts or
+        its connection) is written again call by call through the cluster client, which
+        follows redirections and loads the script: each call is idempotent."""
+        import redis
+
+        by_node: dict[str, list[int]] = {}
+        nodes: dict[str, Any] = {}
+        for j, (keys, _) in enumerate(calls):
+            node = self.client.get_node_from_key(keys[0])
+            by_node.setdefault(node.name, []).append(j)
+            nodes[node.name] = node
+        out: list[list[int]] = [[] for _ in calls]
+        for name, js in by_node.items():
+            conn = nodes[name].redis_connection
+            res: list[Any] | None = None
+            if conn is not None:
+                pipe = conn.pipeline(transaction=False)
+                for j in js:
+                    keys, args = calls[j]
+                    pipe.evalsha(self._batch.sha, len(keys), *keys, *args, 0)
+                try:
+                    res = pipe.execute()
+                except redis.RedisError as exc:
+                    log.info("batch pipeline to %s failed (%s); writing call by call", name, exc)
+            if res is None:
+                res = [self._batch(keys=calls[j][0], args=[*calls[j][1], 0]) for j in js]
+            for j, r in zip(js, res, strict=True):
+                out[j] = [int(x) for x in r]
+        return out
 
     def _by_slot(
         self, predictions: Sequence[Prediction], episodes: Sequence[EpisodeWrite]

@@ -152,7 +152,8 @@ def test_the_sink_writes_a_batch_slot_by_slot_each_window_once(redis_cluster: Se
     preds = [_pred(d, start) for start in (1000, 5000) for d in devices]
     feats = np.arange(len(preds) * 3, dtype=np.float64).reshape(-1, 3)
     states = {d: b"s-" + d.encode() for d in devices}
-    for _ in range(2):
+    client.script_flush()  # the first write: the nodes' pipelines fail (NOSCRIPT), then call
+    for _ in range(2):  # by call; the second: one pipeline per primary
         out = sink.write(preds, feats, [Checkpoint(key, 0, 41, states)], guards=[(key, -1)])
     assert out.new == [False] * len(preds)  # the second time: every window a duplicate
     assert [client.xlen(history_key(d)) for d in devices] == [2] * len(devices)

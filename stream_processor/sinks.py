@@ -38,7 +38,8 @@ batch's devices follow (absolute values, only going forward), then the windows' 
 (idempotent the same way, by ``feat:top``), then the checkpoints: one is written only if all
 the predictions, episodes and features it covers were. On a single server that is one call
 of the script, atomic. On a Redis Cluster a script may only touch the keys of one slot, so
-the batch is one call per device slot (its predictions, scores and episodes), then one call
+the batch is one call per device slot (its predictions, scores and episodes; the calls of
+a primary in one pipeline), then one call
 in the ``{stream}`` slot (the features, the guards, the checkpoints), in that order: every
 part is idempotent, so a batch that fails between two calls and is written again (the retry,
 or the replay from the checkpoint) writes each window once (docs/deploy.md,

@@ -759,11 +759,9 @@ class LocalStack:
             return self._redis_argv(name)
         return self._prometheus_argv()
 
-    def _other_kafka(
-        self, state: dict[str, dict[str, object]], service: str = "kafka"
-    ) -> list[str]:
-        """Kafka (or Redis) processes recorded as running that this configuration does not
-        have (a cluster under a single-node configuration, or the other way round)."""
+    def _other_layout(self, state: dict[str, dict[str, object]], service: str) -> list[str]:
+        """Processes of ``service`` (kafka, redis) recorded as running that this configuration
+        does not have (a cluster under a single-node configuration, or the other way round)."""
         mine = set(self.processes([service]))
         return sorted(
             name
@@ -790,7 +788,7 @@ class LocalStack:
         self._check_ports()
         state = self._load_state()
         if "kafka" in services:
-            other = self._other_kafka(state)
+            other = self._other_layout(state, "kafka")
             if other:
                 raise StackError(
                     f"this stack's Kafka runs as {', '.join(other)}, not as configured "
@@ -798,7 +796,7 @@ class LocalStack:
                 )
             fetch_kafka(self.settings)
         if "redis" in services:
-            other = self._other_kafka(state, "redis")
+            other = self._other_layout(state, "redis")
             if other:
                 raise StackError(
                     f"this stack's Redis runs as {', '.join(other)}, not as configured "
@@ -938,7 +936,7 @@ class LocalStack:
         state = self._load_state()
         names = set(self.processes()) | set(state)
         for service in ("kafka", "redis"):
-            if self._other_kafka(state, service):  # it runs as recorded, not as configured
+            if self._other_layout(state, service):  # it runs as recorded, not as configured
                 names -= set(self.processes([service])) - set(state)
         out = []
         for name in sorted(names, key=self._rank):

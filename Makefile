@@ -25,8 +25,8 @@ test-integration: setup
 chaos: setup
 	$(BIN)/pytest -m chaos -s $(PYTEST_ARGS)
 
-# wearmon on a 3-broker Kafka cluster, a broker killed mid-replay (about 2 minutes; make test
-# skips it: docs/deploy.md, "A Kafka cluster")
+# only the cluster test: wearmon on a 3-broker Kafka cluster and a 3-primary Redis Cluster, a
+# broker killed mid-replay (about 70 s; make test runs it too: docs/deploy.md, "A Kafka cluster")
 cluster: setup
 	$(BIN)/pytest -m cluster -s $(PYTEST_ARGS)
 

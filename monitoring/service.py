@@ -488,7 +488,7 @@ class Monitor:
 
     def run(self, stop: threading.Event) -> None:
         """Check every interval (or early on many new windows) until ``stop`` is set."""
-        import redis
+        from wearmon.settings import redis_errors
 
         m = self.settings.monitor
         down, last, seen = 0, 0.0, 0
@@ -502,7 +502,7 @@ class Monitor:
                 else:
                     self.poll_retraining() or self.feed(Tick(self.clock()))
                 down = 0
-            except redis.RedisError as exc:  # bounded: Redis gone for good ends the service
+            except redis_errors() as exc:  # bounded: Redis gone for good ends the service
                 down += 1
                 log.warning("Redis unavailable (%d in a row): %s", down, exc)
                 if down >= MAX_REDIS_FAILURES:

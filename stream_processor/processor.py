@@ -833,8 +833,8 @@ def is_transient(exc: BaseException) -> bool:
     import redis
 
     e = redis.exceptions
-    if isinstance(exc, e.ClusterError | e.TryAgainError):
-        return True  # a Redis Cluster failing over or resharding
+    if isinstance(exc, e.ClusterError | e.TryAgainError | e.RedisClusterException):
+        return True  # a Redis Cluster failing over, resharding, a primary or all nodes gone
     if isinstance(exc, e.ResponseError):
         return "BUSY" in str(exc) or "LOADING" in str(exc) or "OOM" in str(exc)
     if isinstance(exc, KafkaFlushTimeout | redis.exceptions.RedisError | OSError):

@@ -102,20 +102,23 @@ def render(snap: Snapshot, prev: Snapshot | None) -> Any:
 def run_watch(
     settings: Settings, *, refresh_s: float = 1.0, limit: int = 30, once: bool = False
 ) -> None:
-    import redis
     from rich.console import Console
     from rich.live import Live
 
-    client = settings.redis.connect()
+    from wearmon.settings import redis_errors
+
     url = f"http://127.0.0.1:{settings.metrics.stream_port}/metrics"
+    where = f"cannot read predictions from {settings.redis.url}"
+    try:
+        client = settings.redis.connect()
+    except redis_errors() as exc:
+        raise WearmonError(f"{where}: {exc}") from None
 
     def snapshot() -> Snapshot:
         try:
             return Snapshot(read_latest(client, limit), read_totals(url), time.monotonic())
-        except redis.RedisError as exc:
-            raise WearmonError(
-                f"cannot read predictions from {settings.redis.url}: {exc}"
-            ) from None
+        except redis_errors() as exc:
+            raise WearmonError(f"{where}: {exc}") from None
 
     console = Console()
     prev = snapshot()

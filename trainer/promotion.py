@@ -271,14 +271,14 @@ def monitoring_files(settings: Settings, version: str) -> dict[str, bool]:
 def publish_champion(settings: Settings, version: str) -> bool:
     """Publish the version on ``model:champion``; False (logged) when Redis is unreachable:
     the workers still find the new champion at their next registry poll."""
-    import redis
-
     from stream_processor.models import CHAMPION_CHANNEL
+    from wearmon.settings import redis_errors
 
-    client = settings.redis.connect(socket_timeout=2.0, socket_connect_timeout=2.0)
+    client = None
     try:
+        client = settings.redis.connect(socket_timeout=2.0, socket_connect_timeout=2.0)
         n = client.publish(CHAMPION_CHANNEL, str(version))
-    except redis.RedisError as exc:
+    except redis_errors() as exc:
         log.warning(
             "could not publish version %s on %s (workers see it at their next poll): %s",
             version,
@@ -287,7 +287,8 @@ def publish_champion(settings: Settings, version: str) -> bool:
         )
         return False
     finally:
-        client.close()
+        if client is not None:
+            client.close()
     log.info("published version %s on %s (%d subscribers)", version, CHAMPION_CHANNEL, n)
     return True
 

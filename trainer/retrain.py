@@ -22,12 +22,13 @@ from __future__ import annotations
 import logging
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from trainer.datasets import Split, leave_subjects_out
 from wearmon.errors import WearmonError
-from wearmon.settings import Settings
+from wearmon.settings import Settings, redis_errors
 
 log = logging.getLogger(__name__)
 
@@ -93,16 +94,18 @@ def _limit_threads(n: int) -> None:
         log.warning("cannot limit TensorFlow to %d threads here: %s", n, exc)
 
 
-def reachable(client: Any) -> Any:
-    """The client when Redis answers, else None (logged): then there is no retrain status
-    and no stream windows in the pool; the exit code still tells the result."""
-    import redis
-
+def reachable(connect: Callable[[], Any]) -> Any:
+    """The client ``connect()`` makes when Redis answers, else None (logged): then there is
+    no retrain status and no stream windows in the pool; the exit code still tells the
+    result."""
+    client = None
     try:
+        client = connect()
         client.ping()
-    except redis.RedisError as exc:
+    except redis_errors() as exc:
         log.warning("Redis unreachable (%s): no retrain status, no stream windows", exc)
-        client.close()
+        if client is not None:
+            client.close()
         return None
     return client
 
@@ -123,7 +126,7 @@ def retrain(
     ``since_ms``: the drift's onset (trainer.pool: the new data start there)."""
     _limit_threads(settings.lifecycle.threads)
     own = client is None
-    client = reachable(redis_client(settings)) if own else client
+    client = reachable(lambda: redis_client(settings)) if own else client
     started = _now_ms()
     write_status(client, settings, trigger_id, status="running", started_ms=started, reason="")
     try:

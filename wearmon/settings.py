@@ -113,6 +113,16 @@ class KafkaSettings(_Frozen):
         return ";".join(f"kafka://{h.strip()}" for h in self.bootstrap_servers.split(","))
 
 
+def redis_errors() -> tuple[type[Exception], ...]:
+    """What a Redis client raises when Redis fails: redis-py's ``RedisError``, and, on a
+    Redis Cluster, its ``RedisClusterException``, which is not one (no node reachable while
+    the client asks for the slots again, ``SlotNotCoveredError`` for a slot whose primary is
+    gone). Catch this tuple, not ``RedisError`` alone."""
+    import redis
+
+    return (redis.RedisError, redis.exceptions.RedisClusterException)
+
+
 class RedisSettings(_Frozen):
     """The Redis server: address, password and TLS (docs/security.md).
 
@@ -183,11 +193,21 @@ class RedisSettings(_Frozen):
     def connect(self, **overrides: Any) -> Any:
         """A sync client of this Redis: ``redis.Redis``, or ``redis.RedisCluster`` with
         ``cluster``; ``overrides`` (timeouts) go to the client's connections. The one place a
-        client is made."""
+        client is made. A single server's client connects at its first command; a cluster's
+        asks for the slots at once, and a cluster it cannot reach raises
+        ``redis.ConnectionError`` here (a ``RedisError``, as a single server's first command
+        would), naming the URL without its password and why the nodes did not answer."""
         import redis
 
-        cls = redis.RedisCluster if self.cluster else redis.Redis
-        return cls.from_url(self.url, **{**self.client_kwargs(), **overrides})
+        if not self.cluster:
+            return redis.Redis.from_url(self.url, **{**self.client_kwargs(), **overrides})
+        try:
+            return redis.RedisCluster.from_url(self.url, **{**self.client_kwargs(), **overrides})
+        except redis.exceptions.RedisClusterException as exc:
+            reason = str(exc).split("reachable node: ", 1)[-1]
+            raise redis.ConnectionError(
+                f"no node of the Redis Cluster at {self.display_url} answers: {reason}"
+            ) from None
 
     def connect_async(self, **overrides: Any) -> Any:
         """The asyncio client, as ``connect``."""

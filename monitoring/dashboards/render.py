@@ -329,7 +329,7 @@ def render_all(
     redis_client: Any = None,
 ) -> dict[str, list[PanelView]]:
     """Draw every dashboard to ``out_dir/<name>.png``; returns what each panel showed."""
-    import redis
+    from wearmon.settings import redis_errors
 
     out_dir.mkdir(parents=True, exist_ok=True)
     prom = Prometheus(
@@ -346,7 +346,7 @@ def render_all(
                 title += f"  (participant {variables['participant']})"
             draw(title, views, out_dir / f"{name}.png")
             report[name] = views
-    except redis.RedisError as exc:
+    except redis_errors() as exc:
         from wearmon.redact import redact
 
         raise DashboardQueryError(

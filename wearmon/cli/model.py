@@ -218,7 +218,7 @@ def _new_holdout(settings: Any, new_data: str | None, classes: list[str]) -> Any
 
     if new_data:
         return Holdout.of(load_dataset(new_data, settings.signal), new_data)
-    client = reachable(redis_client(settings))
+    client = reachable(lambda: redis_client(settings))
     try:
         held = load_new_holdout(settings, classes, redis_client=client)
     finally:

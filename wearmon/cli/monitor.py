@@ -45,21 +45,22 @@ def status_cmd(
     n: int = typer.Option(5, "-n", help="How many checks and decisions to show."),
 ) -> None:
     """The policy state, the last checks and the last decisions, in words."""
-    import redis
-
     from monitoring.service import status
+    from wearmon.settings import redis_errors
 
     settings = settings_of(ctx)
-    client = settings.redis.connect()
+    client = None
     try:
+        client = settings.redis.connect()
         for line in status(settings, client, n):
             typer.echo(line)
-    except redis.RedisError as exc:
+    except redis_errors() as exc:
         from wearmon.errors import MonitorError
 
         raise MonitorError(f"Redis unreachable: {exc}") from None
     finally:
-        client.close()
+        if client is not None:
+            client.close()
 
 
 @app.command("check")
@@ -70,14 +71,13 @@ def check_cmd(
     """One check of the new live windows, fed to the policy, printed in words.
 
     Exit 0 whatever the verdict (the line says it; drift:latest holds it)."""
-    import redis
-
     from monitoring.service import check_once, describe
     from wearmon.errors import MonitorError
+    from wearmon.settings import redis_errors
 
     try:
         out = check_once(settings_of(ctx))
-    except redis.RedisError as exc:
+    except redis_errors() as exc:
         raise MonitorError(f"Redis unreachable: {exc}") from None
     typer.echo(describe(out))
     if out.report is not None:

@@ -78,6 +78,10 @@ def test_failures_are_classified() -> None:
     assert is_transient(redis.exceptions.ClusterDownError("CLUSTERDOWN The cluster is down"))
     assert is_transient(redis.exceptions.TryAgainError("TRYAGAIN Multiple keys request"))
     assert not is_transient(redis.exceptions.ResponseError("CROSSSLOT Keys in request"))
+    # no node of a cluster answers, a slot whose primary is gone: redis-py raises these
+    # outside RedisError; retried, never dead-lettered
+    assert is_transient(redis.exceptions.RedisClusterException("cannot be connected"))
+    assert is_transient(redis.exceptions.SlotNotCoveredError("slot 7 is not covered"))
     assert not is_transient(ValueError("bad input"))
 
 

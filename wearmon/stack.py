@@ -408,12 +408,13 @@ def redis_ready(url: str, password: str | None = None, **kwargs: Any) -> bool:
         return False
 
 
-def redis_cluster_state(url: str, password: str | None = None) -> dict[str, str]:
-    """``CLUSTER INFO`` of one Redis Cluster node as a dict ({} when it does not answer)."""
+def redis_cluster_state(url: str, password: str | None = None, **kwargs: Any) -> dict[str, str]:
+    """``CLUSTER INFO`` of one Redis Cluster node as a dict ({} when it does not answer);
+    ``kwargs`` go to the client (TLS files)."""
     import redis
 
     try:
-        client = redis.Redis.from_url(url, password=password, socket_timeout=1.0)
+        client = redis.Redis.from_url(url, password=password, socket_timeout=1.0, **kwargs)
         try:
             info = client.execute_command("CLUSTER INFO")
         finally:

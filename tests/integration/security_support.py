@@ -1,4 +1,5 @@
-"""Helpers of the security tests: a throw-away PKI, a TLS-only Redis and a SASL_SSL broker.
+"""Helpers of the security tests: a throw-away PKI, a TLS-only Redis (a single server or a
+Redis Cluster) and a SASL_SSL broker.
 
 Certificates are made here with the ``cryptography`` package (EC P-256, valid one day): a CA,
 a server certificate for 127.0.0.1/localhost signed by it, a client certificate, and a second,
@@ -19,12 +20,13 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from wearmon.settings import KafkaSettings, Settings
+from wearmon.settings import REDIS_BUS_OFFSET, KafkaSettings, Settings
 from wearmon.stack import (
     SecureListener,
     free_port,
     kafka_ready,
     prepare_kafka,
+    redis_cluster_state,
     redis_quote,
     redis_ready,
     require,
@@ -139,32 +141,10 @@ def tls_redis(d: Path, pki: Pki, password: str) -> Iterator[int]:
     exe = require("redis-server")
     port = free_port()
     conf = d / "redis-tls.conf"
-    write_private(
-        conf,
-        "\n".join(
-            [
-                "bind 127.0.0.1",
-                "port 0",
-                f"tls-port {port}",
-                f"tls-cert-file {pki.server_cert}",
-                f"tls-key-file {pki.server_key}",
-                f"tls-ca-cert-file {pki.ca}",
-                "tls-auth-clients yes",
-                redis_quote("requirepass", SecretStr(password)).rstrip("\n"),
-                f"dir {d}",
-                'save ""',
-                "appendonly no",
-                "",
-            ]
-        ),
-    )
+    write_private(conf, "\n".join([*_tls_node_conf(pki, password, port, d), ""]))
     log = open(d / "redis-tls.log", "ab")  # noqa: SIM115 - closed below
     proc = subprocess.Popen([exe, str(conf)], stdout=log, stderr=subprocess.STDOUT)
-    kwargs = {
-        "ssl_ca_certs": str(pki.ca),
-        "ssl_certfile": str(pki.client_cert),
-        "ssl_keyfile": str(pki.client_key),
-    }
+    kwargs = tls_client_kwargs(pki)
     try:
         deadline = time.monotonic() + 20
         while not redis_ready(f"rediss://127.0.0.1:{port}/0", password, **kwargs):
@@ -175,6 +155,101 @@ def tls_redis(d: Path, pki: Pki, password: str) -> Iterator[int]:
     finally:
         _stop(proc)
         log.close()
+
+
+def _tls_node_conf(pki: Pki, password: str, port: int, d: Path) -> list[str]:
+    """A TLS-only redis-server's configuration lines (no plain port): a client certificate
+    signed by the CA and ``password`` required."""
+    return [
+        "bind 127.0.0.1",
+        "port 0",
+        f"tls-port {port}",
+        f"tls-cert-file {pki.server_cert}",
+        f"tls-key-file {pki.server_key}",
+        f"tls-ca-cert-file {pki.ca}",
+        "tls-auth-clients yes",
+        redis_quote("requirepass", SecretStr(password)).rstrip("\n"),
+        f"dir {d}",
+        'save ""',
+        "appendonly no",
+    ]
+
+
+def tls_client_kwargs(pki: Pki) -> dict[str, str]:
+    """redis-py's TLS arguments of the test client certificate."""
+    return {
+        "ssl_ca_certs": str(pki.ca),
+        "ssl_certfile": str(pki.client_cert),
+        "ssl_keyfile": str(pki.client_key),
+    }
+
+
+@contextmanager
+def tls_redis_cluster(d: Path, pki: Pki, password: str, ports: list[int]) -> Iterator[list[int]]:
+    """A Redis Cluster of ``len(ports)`` primaries that only speaks TLS, clients and cluster
+    bus alike (``tls-cluster yes``; a node's bus port ``REDIS_BUS_OFFSET`` above its port),
+    each requiring a client certificate signed by the CA and ``password``; the slots assigned
+    by the real ``redis-cli --tls --cluster create``. Yields the ports once every node sees
+    the cluster whole."""
+    exe, cli = require("redis-server"), require("redis-cli")
+    procs: list[subprocess.Popen[bytes]] = []
+    logs = []
+    try:
+        for i, port in enumerate(ports):
+            node = d / f"node-{i}"
+            node.mkdir(parents=True, exist_ok=True)
+            conf = node / "redis.conf"
+            lines = [
+                *_tls_node_conf(pki, password, port, node),
+                "tls-cluster yes",
+                "cluster-enabled yes",
+                "cluster-config-file nodes.conf",
+                f"cluster-port {port + REDIS_BUS_OFFSET}",
+                "cluster-node-timeout 5000",
+                redis_quote("masterauth", SecretStr(password)).rstrip("\n"),
+                "",
+            ]
+            write_private(conf, "\n".join(lines))
+            logs.append(open(node / "redis.log", "ab"))  # noqa: SIM115 - closed below
+            procs.append(
+                subprocess.Popen([exe, str(conf)], stdout=logs[-1], stderr=subprocess.STDOUT)
+            )
+        kwargs = tls_client_kwargs(pki)
+        urls = [f"rediss://127.0.0.1:{p}/0" for p in ports]
+        deadline = time.monotonic() + 30
+        while not all(redis_ready(u, password, **kwargs) for u in urls):
+            dead = [i for i, p in enumerate(procs) if p.poll() is not None]
+            if dead or time.monotonic() > deadline:
+                log = (d / f"node-{(dead or [0])[0]}" / "redis.log").read_text()
+                raise RuntimeError(f"TLS Redis Cluster node did not start: {log[-2000:]}")
+            time.sleep(0.1)
+        tls = ["--tls", "--cacert", str(pki.ca), "--cert", str(pki.client_cert),
+               "--key", str(pki.client_key)]  # fmt: skip
+        created = subprocess.run(
+            [cli, *tls, "--cluster", "create", *(f"127.0.0.1:{p}" for p in ports),
+             "--cluster-replicas", "0", "--cluster-yes"],
+            env={"REDISCLI_AUTH": password, "PATH": "/usr/bin:/bin"},
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        if created.returncode != 0:
+            raise RuntimeError(f"redis-cli --cluster create: {created.stdout}{created.stderr}")
+
+        def whole(url: str) -> bool:
+            info = redis_cluster_state(url, password, **kwargs)
+            return info.get("cluster_state") == "ok" and info.get("cluster_known_nodes") == str(
+                len(ports)
+            )
+
+        while not all(whole(u) for u in urls):
+            if time.monotonic() > deadline + 30:
+                raise RuntimeError("the TLS Redis Cluster did not form")
+            time.sleep(0.1)
+        yield ports
+    finally:
+        for p in procs:
+            _stop(p)
+        for log in logs:
+            log.close()
 
 
 SASL_USERS = (("broker", "broker-pw-7f3a"), ("wearmon", "wearmon-pw-91c2"))

@@ -22,7 +22,7 @@ from stream_processor.sinks import Checkpoint, RedisSink, checkpoint_key, histor
 from tests.integration.cluster_support import REDIS_SHARDS, redis_cluster_ports
 from tests.integration.test_security_redis import _prediction
 from wearmon.settings import Settings, redis_errors
-from wearmon.stack import LocalStack, free_port
+from wearmon.stack import LocalStack, free_port, port_open
 
 pytestmark = pytest.mark.integration
 
@@ -50,10 +50,11 @@ def _kill_every_primary(settings: Settings) -> None:
     assert len(pids) == REDIS_SHARDS and all(pids), pids
     for pid in pids:
         os.kill(pid, signal.SIGKILL)
-    for pid in pids:
-        deadline = time.monotonic() + 10
-        while os.path.exists(f"/proc/{pid}") and time.monotonic() < deadline:
-            time.sleep(0.05)
+    deadline = time.monotonic() + 10  # killed children linger as zombies: watch the ports
+    ports = [p for p, _ in settings.ports.redis_nodes(REDIS_SHARDS)]
+    while any(port_open(p) for p in ports):
+        assert time.monotonic() < deadline, "a killed primary still accepts connections"
+        time.sleep(0.05)
 
 
 def test_a_cluster_killed_whole_is_retried_and_the_batch_lands_once_after_it(

@@ -443,7 +443,9 @@ def _render_pipeline(w: Any, data: dict[str, Any]) -> None:
         f"{st['measure_s']:g} s back to back; the stepping stops at the first step that fails. "
         f"A step holds when p99 end-to-end latency (Redis write - the message's `sent_ms`; "
         f"histogram bucket bounds) is under 1 s and at least {st['pass_share']:.0%} of the "
-        f"windows due in its measuring time were predicted in it. Ranges are over the repeats."
+        f"windows due in its measuring time were predicted in it (predicted can exceed due: "
+        f"windows due just before the interval and predicted in it count too, as those due "
+        f"at its end and predicted after it do not). Ranges are over the repeats."
     )
     w("")
     w(

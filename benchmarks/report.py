@@ -685,10 +685,10 @@ def _render_projection(w: Any, data: dict[str, Any]) -> None:
     w(
         f"- a Redis shard is {a['cores_per_redis_shard']:g} core (Redis runs commands on one "
         "thread); memory was not measured; the load is taken to spread over the shards by key, "
-        "which holds for the per-device keys but not for the checkpoints and the feature "
-        "stream: they share one slot (`{stream}`, docs/deploy.md), so on a Redis Cluster they "
-        "stay on one primary, and they are most of the bytes (a device's checkpointed state "
-        "is 13-18 KB every 2 s, estimated from its encoding, not measured apart here);"
+        "which holds for the per-device keys and the checkpoints (a slot per partition, most "
+        "of the bytes: a device's checkpointed state is 13-18 KB every 2 s, estimated from its "
+        "encoding, not measured apart here), not for the feature stream, one slot "
+        "(`{stream}`, docs/deploy.md) and so one primary of a Redis Cluster;"
     )
     w(
         "- the generator stands for the devices' own producers and is not part of a deployment; "

@@ -1,7 +1,8 @@
 """Redis sinks: prediction keys, idempotent writes, checkpoints and the live-accuracy join.
 
 Key layout (``device`` is the pseudonymous device id; in braces it is a hash tag: every key of
-a device is in one slot of a Redis Cluster, and so are the keys tagged ``{stream}``):
+a device is in one slot of a Redis Cluster, and so are the keys tagged ``{stream}``; each
+partition's checkpoint has its identity as its tag, a slot of its own):
 
 - ``pred:latest:{device}``  hash, the newest prediction of the device (TTL: history_ttl_s)
 - ``pred:hist:{device}``    stream, one entry per window; entry id ``{window_start_ms}-0``;
@@ -23,7 +24,7 @@ a device is in one slot of a Redis Cluster, and so are the keys tagged ``{stream
                             ``MAXLEN ~ raw_maxlen``; TTL: history_ttl_s
 - ``ep:hist:{device}``, ``ep:open:{device}``, ``act:hour:{device}``, ``act:day:{device}``
                             activity episodes and minute totals (stream_processor.episodes)
-- ``ckpt:{stream}:{app}:{topic}@{topic_id}:{partition}``  hash: ``__offset__`` plus one state per
+- ``ckpt:{{app}:{topic}@{topic_id}:{partition}}``  hash: ``__offset__`` plus one state per
                             device in field ``d:{device}`` (its windower, its episode tracker
                             and when it was last seen; a device id can never collide with
                             ``__offset__``); the topic id (Kafka's) tells a recreated topic
@@ -39,8 +40,8 @@ batch's devices follow (absolute values, only going forward), then the windows' 
 the predictions, episodes and features it covers were. On a single server that is one call
 of the script, atomic. On a Redis Cluster a script may only touch the keys of one slot, so
 the batch is one call per device slot (its predictions, scores and episodes; the calls of
-a primary in one pipeline), then one call
-in the ``{stream}`` slot (the features, the guards, the checkpoints), in that order: every
+a primary in one pipeline), then one call in the ``{stream}`` slot (the features), then one
+call per checkpoint slot (a partition's guard and checkpoint), in that order: every
 part is idempotent, so a batch that fails between two calls and is written again (the retry,
 or the replay from the checkpoint) writes each window once (docs/deploy.md,
 "A Redis Cluster").
@@ -72,7 +73,7 @@ from wearmon.schemas import Prediction
 
 log = logging.getLogger(__name__)
 
-#: the hash tag of the keys written with the checkpoints (one slot of a Redis Cluster)
+#: the hash tag of the live features (one slot of a Redis Cluster)
 STREAM_TAG = "{stream}"
 FEATURES_KEY = f"feat:live:{STREAM_TAG}"
 FEATURE_TOPS_KEY = f"feat:top:{STREAM_TAG}"
@@ -112,17 +113,29 @@ def raw_windows_key(device: str) -> str:
 
 
 def checkpoint_key(app_id: str, topic: str, partition: int, topic_id: str | None = None) -> str:
-    """The checkpoint hash of a partition; ``topic_id`` None: the key of checkpoints written
-    before topic ids (read once for backward compatibility, never written)."""
+    """The checkpoint hash of a partition, its identity a hash tag of its own (each
+    partition's checkpoint in its own slot: on a Redis Cluster they spread over the
+    primaries); ``topic_id`` None: the key of checkpoints written before topic ids (read
+    once for backward compatibility, never written)."""
     if topic_id is None:
         return f"ckpt:{app_id}:{topic}:{partition}"
-    return f"ckpt:{STREAM_TAG}:{app_id}:{topic}@{topic_id}:{partition}"
+    return f"ckpt:{{{app_id}:{topic}@{topic_id}:{partition}}}"
 
 
-def untagged_checkpoint_key(app_id: str, topic: str, partition: int, topic_id: str) -> str:
-    """The key of checkpoints written before the ``{stream}`` hash tag (read once for
-    backward compatibility, never written)."""
-    return f"ckpt:{app_id}:{topic}@{topic_id}:{partition}"
+def checkpoint_pattern(app_id: str) -> str:
+    """The SCAN pattern of every checkpoint of an app (all topics, all partitions)."""
+    return f"ckpt:{{{app_id}:*}}"
+
+
+def legacy_checkpoint_keys(app_id: str, topic: str, partition: int, topic_id: str) -> list[str]:
+    """The keys a partition's checkpoint had in earlier layouts, newest first (read once
+    for backward compatibility, never written): every partition in the ``{stream}`` slot,
+    then no hash tag, then no topic id."""
+    return [
+        f"ckpt:{STREAM_TAG}:{app_id}:{topic}@{topic_id}:{partition}",
+        f"ckpt:{app_id}:{topic}@{topic_id}:{partition}",
+        checkpoint_key(app_id, topic, partition),
+    ]
 
 
 def accuracy_totals(client: Any) -> dict[str, tuple[int, int]]:
@@ -579,12 +592,16 @@ class RedisSink:
         else:
             codes = [0] * len(predictions)
             groups = self._by_slot(predictions, episodes)
-            calls = [self._call(predictions, raws, idx, eps, [], []) for idx, eps in groups]
+            calls = [
+                _guarded(*self._call(predictions, raws, idx, eps, [], []), ())
+                for idx, eps in groups
+            ]
             for (idx, _), out in zip(groups, self._run_by_node(calls), strict=True):
                 for i, c in zip(idx, out, strict=True):
                     codes[i] = c
-            if rows or checkpoints or guards:
-                self._run(*self._call(predictions, raws, [], [], rows, checkpoints), guards)
+            if rows:
+                self._run(*self._call(predictions, raws, [], [], rows, []), ())
+            self._write_checkpoints(checkpoints, guards)
         scored = [
             (p.model_version, code == 3)
             for p, code in zip(predictions, codes, strict=True)
@@ -646,21 +663,41 @@ class RedisSink:
     ) -> list[int]:
         """One call of the batch script; StaleCheckpoint when a guard finds an older
         checkpoint (nothing of the call was written)."""
-        for key, offset in guards:
-            keys.append(key)
-            args.append(offset)
-        args.append(len(guards))
-        codes = [int(r) for r in self._batch(keys=keys, args=args)]
+        codes = [int(r) for r in self._batch(*_guarded(keys, args, guards))]
         if codes and codes[0] == STALE:
             raise StaleCheckpoint([guards[i - 1][0] for i in codes[1:]])
         return codes
 
+    def _write_checkpoints(
+        self, checkpoints: Sequence[Checkpoint], guards: Sequence[tuple[str, int]]
+    ) -> None:
+        """On a Redis Cluster: the checkpoints and guards of the batch, one call per
+        checkpoint slot (a partition's checkpoint and its guard share one), the calls of a
+        primary in one pipeline; StaleCheckpoint naming every guard that found an older
+        checkpoint (the other partitions' checkpoints are written)."""
+        from redis.crc import key_slot
+
+        by_slot: dict[int, tuple[list[Checkpoint], list[tuple[str, int]]]] = {}
+        for c in checkpoints:
+            by_slot.setdefault(key_slot(c.key.encode()), ([], []))[0].append(c)
+        for g in guards:
+            by_slot.setdefault(key_slot(g[0].encode()), ([], []))[1].append(g)
+        parts = list(by_slot.values())
+        calls = [_guarded(*self._call([], [], [], [], [], cps), gs) for cps, gs in parts]
+        stale: list[str] = []
+        for (_, gs), out in zip(parts, self._run_by_node(calls), strict=True):
+            if out and out[0] == STALE:
+                stale += [gs[i - 1][0] for i in out[1:]]
+        if stale:
+            raise StaleCheckpoint(stale)
+
     def _run_by_node(self, calls: Sequence[tuple[list[str], list[Any]]]) -> list[list[int]]:
-        """The device calls of a batch (no guards) on a Redis Cluster: one pipeline of
-        EVALSHA per primary (one round trip each; redis-py's cluster pipeline refuses
-        EVALSHA). A node's pipeline that fails (a slot moved, the node lost its scripts or
-        its connection) is written again call by call through the cluster client, which
-        follows redirections and loads the script: each call is idempotent."""
+        """Calls of a batch on a Redis Cluster (KEYS and ARGV, guards appended), each in
+        one slot: one pipeline of EVALSHA per primary (one round trip each; redis-py's
+        cluster pipeline refuses EVALSHA). A node's pipeline that fails (a slot moved, the
+        node lost its scripts or its connection) is written again call by call through the
+        cluster client, which follows redirections and loads the script: each call is
+        idempotent."""
         import redis
 
         by_node: dict[str, list[int]] = {}
@@ -677,13 +714,13 @@ class RedisSink:
                 pipe = conn.pipeline(transaction=False)
                 for j in js:
                     keys, args = calls[j]
-                    pipe.evalsha(self._batch.sha, len(keys), *keys, *args, 0)
+                    pipe.evalsha(self._batch.sha, len(keys), *keys, *args)
                 try:
                     res = pipe.execute()
                 except redis.RedisError as exc:
                     log.info("batch pipeline to %s failed (%s); writing call by call", name, exc)
             if res is None:
-                res = [self._batch(keys=calls[j][0], args=[*calls[j][1], 0]) for j in js]
+                res = [self._batch(*calls[j]) for j in js]
             for j, r in zip(js, res, strict=True):
                 out[j] = [int(x) for x in r]
         return out
@@ -760,10 +797,11 @@ class RedisSink:
         raw = self.client.hgetall(checkpoint_key(app_id, topic, partition, topic_id))
         legacy = False
         if not raw and topic_id is not None:
-            raw = self.client.hgetall(untagged_checkpoint_key(app_id, topic, partition, topic_id))
-            if not raw:
-                raw = self.client.hgetall(checkpoint_key(app_id, topic, partition))
-            legacy = bool(raw)
+            for old in legacy_checkpoint_keys(app_id, topic, partition, topic_id):
+                raw = self.client.hgetall(old)
+                if raw:
+                    legacy = True
+                    break
         offset: int | None = None
         states: dict[str, bytes] = {}
         for k, v in raw.items():
@@ -775,6 +813,14 @@ class RedisSink:
             elif legacy:  # written before the prefix
                 states[key] = bytes(v)
         return offset, states, legacy
+
+
+def _guarded(
+    keys: list[str], args: list[Any], guards: Sequence[tuple[str, int]]
+) -> tuple[list[str], list[Any]]:
+    """KEYS and ARGV of a ``_WRITE_BATCH`` call with its guards appended (their keys, their
+    expected offsets, their count)."""
+    return [*keys, *(k for k, _ in guards)], [*args, *(o for _, o in guards), len(guards)]
 
 
 class StaleCheckpoint(Exception):

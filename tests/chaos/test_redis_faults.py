@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from stream_processor.sinks import checkpoint_key, history_key, latest_key
+from stream_processor.sinks import checkpoint_pattern, history_key, latest_key
 from tests.chaos.support import report, service_pid
 from tests.integration.stream_support import (
     all_predicted,
@@ -164,11 +164,7 @@ def test_redis_restored_from_an_older_snapshot_under_a_running_worker(
     log = tmp_path / "worker.log"
 
     def keys() -> list[Any]:
-        out = list(
-            redis_client.scan_iter(
-                match=checkpoint_key(f"wm-test-{run.run}", "*", 0, "*")[:-1] + "*"
-            )
-        )
+        out = list(redis_client.scan_iter(match=checkpoint_pattern(f"wm-test-{run.run}")))
         return out + [k for d in devices for k in (history_key(d), latest_key(d))]
 
     def predicted() -> int:

@@ -260,8 +260,9 @@ def test_replay_and_two_workers_survive_a_broker_killed_mid_run(
     )
     report("cluster-broker-kill-9", client, settings, expected)
     _check_exactly_once(client, expected)
-    # the devices' keys are spread over the Redis Cluster's primaries, the checkpoints and
-    # the features in one slot
+    # the devices' keys are spread over the Redis Cluster's primaries (and so are the
+    # partitions' checkpoints, by their topic id: printed, not asserted), the features in
+    # one slot
     by_node = {
         f"{n.host}:{n.port}": int(client.dbsize(target_nodes=n)) for n in client.get_primaries()
     }

@@ -125,8 +125,9 @@ def test_the_champion_channel_reaches_a_worker_through_the_cluster(
 
 def test_the_sink_writes_a_batch_slot_by_slot_each_window_once(redis_cluster: Settings) -> None:
     """The worker's sink on the cluster: one script call per device slot, then the features
-    and checkpoints in the ``{stream}`` slot; a batch written twice (a retry, a replay) adds
-    no window, feature row or score twice; a guard still refuses a stale checkpoint, and a
+    in the ``{stream}`` slot, then one call per partition's checkpoint (each in its own
+    slot, spread over the primaries); a batch written twice (a retry, a replay) adds no
+    window, feature row or score twice; a guard still refuses a stale checkpoint, and a
     device that fails leaves the checkpoint unwritten."""
     import numpy as np
     import redis
@@ -163,6 +164,22 @@ def test_the_sink_writes_a_batch_slot_by_slot_each_window_once(redis_cluster: Se
         (p.device.encode(), p.window_start_ms) for p in preds
     )
     assert sink.load_checkpoint("app-c", "t", 0, "tid") == (41, states, False)
+    # six partitions' checkpoints and guards in one batch: on more than one primary, each
+    # written with its own guard; one stale guard fails the batch, the others are written
+    parts = range(1, 7)
+    keys = {p: checkpoint_key("app-c", "t", p, "tid") for p in parts}
+    assert len({client.get_node_from_key(k).port for k in keys.values()}) > 1
+    cps = [Checkpoint(keys[p], p, 100 + p, {f"d{p}": b"x"}) for p in parts]
+    sink.write([], None, cps, guards=[(k, -1) for k in keys.values()])
+    offsets = [sink.load_checkpoint("app-c", "t", p, "tid")[0] for p in parts]
+    assert offsets == [100 + p for p in parts]
+    later = [Checkpoint(keys[p], p, 200 + p, {}) for p in parts]
+    guards = [(keys[p], 150 if p == 3 else 100 + p) for p in parts]
+    with pytest.raises(StaleCheckpoint) as stale:  # partition 3 holds 103, not 150
+        sink.write([], None, later, guards=guards)
+    assert stale.value.keys == [keys[3]]
+    got = [sink.load_checkpoint("app-c", "t", p, "tid")[0] for p in parts]
+    assert got == [201, 202, 103, 204, 205, 206], got
     # ground truth for one device scores its two windows once, whatever the repeats
     for _ in range(2):
         sink.write_label(devices[0], 0, 20_000, "REST", 4000)

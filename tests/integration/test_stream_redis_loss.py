@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from stream_processor.sinks import checkpoint_key, history_key, latest_key
+from stream_processor.sinks import checkpoint_pattern, history_key, latest_key
 from tests.integration.stream_support import (
     Run,
     all_predicted,
@@ -38,9 +38,7 @@ def recording(tmp_path_factory: pytest.TempPathFactory) -> Recording:
 
 
 def _run_keys(redis_client: Any, run: Run, devices: list[str]) -> list[bytes]:
-    keys = list(
-        redis_client.scan_iter(match=checkpoint_key(f"wm-test-{run.run}", "*", 0, "*")[:-1] + "*")
-    )
+    keys = list(redis_client.scan_iter(match=checkpoint_pattern(f"wm-test-{run.run}")))
     for d in devices:
         keys += [k for k in (history_key(d), latest_key(d)) if redis_client.exists(k)]
     return [k if isinstance(k, bytes) else k.encode() for k in keys]

@@ -15,6 +15,7 @@ from stream_processor.sinks import (
     RedisSink,
     checkpoint_key,
     history_key,
+    legacy_checkpoint_keys,
 )
 from wearmon.schemas import Prediction
 from wearmon.settings import Settings
@@ -86,6 +87,24 @@ def test_legacy_checkpoint_is_read_when_no_new_one_exists(redis_client: Any) -> 
     redis_client.hset(checkpoint_key(app, "t", 2), mapping={"__offset__": 5, "dev-x": b"s"})
     offset, got, legacy = sink.load_checkpoint(app, "t", 2, "tid")
     assert (offset, got, legacy) == (5, {"dev-x": b"s"}, True)
+
+
+def test_checkpoints_of_the_earlier_layouts_are_read_newest_first(redis_client: Any) -> None:
+    """A worker upgraded from the layouts before the checkpoint's own hash tag (every
+    partition in the ``{stream}`` slot; before that no tag) resumes from them; a checkpoint
+    in the current layout wins over both, and is where the next one is written."""
+    sink = _sink(redis_client)
+    app = f"app-{uuid.uuid4().hex[:6]}"
+    stream_slot, untagged, _ = legacy_checkpoint_keys(app, "t", 3, "tid")
+    assert stream_slot == f"ckpt:{{stream}}:{app}:t@tid:3" and untagged == f"ckpt:{app}:t@tid:3"
+    redis_client.hset(untagged, mapping={"__offset__": 4, "d:a": b"u"})
+    assert sink.load_checkpoint(app, "t", 3, "tid") == (4, {"a": b"u"}, True)
+    redis_client.hset(stream_slot, mapping={"__offset__": 6, "d:a": b"s"})
+    assert sink.load_checkpoint(app, "t", 3, "tid") == (6, {"a": b"s"}, True)
+    key = checkpoint_key(app, "t", 3, "tid")
+    assert key == f"ckpt:{{{app}:t@tid:3}}"
+    sink.write([], None, [Checkpoint(key, 3, 9, {"a": b"n"})])
+    assert sink.load_checkpoint(app, "t", 3, "tid") == (9, {"a": b"n"}, False)
 
 
 def test_features_stream_gets_a_ttl(redis_client: Any) -> None:

@@ -1,7 +1,9 @@
 """wearmon on a real 3-broker KRaft cluster on loopback (replication factor 3,
 ``min.insync.replicas`` 2) and a Redis Cluster of 3 primaries: the replay (``wearmon
 replay``) and two workers (``wearmon process``) run against them with nothing but settings
-changed, and one broker killed (-9) mid-replay loses no window and writes none twice.
+changed, and one broker killed (-9) mid-replay, then one Redis primary killed (-9) and
+started again a few seconds later under the running workers, lose no window and write none
+twice.
 
 The clusters are this module's own (a stack of 3 Kafka nodes and 3 Redis primaries on free
 ports, started once for the module), not the session's single-node stack. It runs in
@@ -35,7 +37,7 @@ from tests.integration.stream_support import (
 )
 from tests.integration.test_stream_recovery import _check_exactly_once
 from wearmon.errors import ConfigError
-from wearmon.settings import Settings
+from wearmon.settings import Settings, redis_errors
 from wearmon.signals.types import Recording
 from wearmon.stack import LocalStack, free_port
 
@@ -46,6 +48,8 @@ N_DEVICES = 6
 #: the replay's speed: the 148 s recording in about 15 s
 SPEED = 10
 STEP = 10
+#: how long the killed Redis primary stays down before the stack starts it again
+REDIS_DOWN_S = 3.0
 
 
 @pytest.fixture(scope="module")
@@ -136,6 +140,15 @@ def _node_pid(settings: Settings, node: int) -> int:
     return st.pid
 
 
+def _redis_pid(settings: Settings, port: int) -> int:
+    st = next(
+        s for s in LocalStack(settings).status()
+        if s.name.startswith("redis-") and s.address.endswith(f":{port}")
+    )  # fmt: skip
+    assert st.pid is not None and st.running, f"the Redis primary at {port} is not running"
+    return st.pid
+
+
 def _assigned(log: Path) -> str | None:
     """The samples partitions a worker was last assigned ("[0, 1]"), None before any."""
     lines = [ln for ln in log.read_text().splitlines() if "partitions assigned: " in ln]
@@ -149,7 +162,7 @@ def _cli(env: dict[str, str], *args: str, timeout: float = 60) -> subprocess.Com
     )  # fmt: skip
 
 
-def test_replay_and_two_workers_survive_a_broker_killed_mid_run(
+def test_replay_and_two_workers_survive_a_broker_then_a_redis_primary_killed_mid_run(
     cluster: Settings, repo_root: Path, tmp_path: Path
 ) -> None:
 
@@ -180,8 +193,16 @@ def test_replay_and_two_workers_survive_a_broker_killed_mid_run(
     assert settings.redis.cluster
     client = settings.redis.connect()
 
+    seen = [0] * N_DEVICES
+
     def counts() -> list[int]:
-        return [int(client.xlen(history_key(d))) for d in devices]
+        """Windows per device in Redis; the last ones read while a primary is down."""
+        for i, d in enumerate(devices):
+            try:
+                seen[i] = int(client.xlen(history_key(d)))
+            except redis_errors():
+                pass
+        return list(seen)
 
     def done() -> bool:
         return all(n >= len(expected[d]) for d, n in zip(devices, counts(), strict=True))
@@ -219,15 +240,30 @@ def test_replay_and_two_workers_survive_a_broker_killed_mid_run(
         # per device, the longest time without a new window in Redis after the kill
         last = [(n, t_kill) for n in at_kill]
         stall = [0.0] * N_DEVICES
+        # then one Redis primary (no replica: its slots are down) killed once half the
+        # windows are in, started again REDIS_DOWN_S later, while the workers keep running
+        homes = [int(client.get_node_from_key(history_key(d)).port) for d in devices]
+        redis_victim = max(set(homes), key=homes.count)
+        t_redis_kill = t_redis_up = at_redis_kill = None
         while not done() and time.monotonic() - t_kill < 180:
             for w, log in zip(workers, logs, strict=True):
                 assert w.poll() is None, f"a worker exited:\n{log.read_text()[-3000:]}"
             now = time.monotonic()
-            for i, (n, d) in enumerate(zip(counts(), devices, strict=True)):
+            n_now = counts()
+            for i, (n, d) in enumerate(zip(n_now, devices, strict=True)):
                 if n > last[i][0] or n >= len(expected[d]):
-                    stall[i] = max(stall[i], now - last[i][1])
+                    if t_redis_kill is None:
+                        stall[i] = max(stall[i], now - last[i][1])
                     last[i] = (n, now)
+            if t_redis_kill is None and sum(n_now) > total // 2:
+                at_redis_kill = sum(n_now)
+                os.kill(_redis_pid(settings, redis_victim), signal.SIGKILL)
+                t_redis_kill = time.monotonic()
+            elif t_redis_up is None and t_redis_kill and now - t_redis_kill > REDIS_DOWN_S:
+                LocalStack(settings).up(timeout=60, services=["redis"])
+                t_redis_up = time.monotonic()
             time.sleep(0.2)
+        assert t_redis_up is not None, "the windows were in before a Redis primary was killed"
         assert replay.wait(120) == 0, replay_log.read_text()[-3000:]
         replay_s = time.monotonic() - t_replay
         wait_for(done, 120, workers, logs[0], "every window after the broker's death")
@@ -251,9 +287,25 @@ def test_replay_and_two_workers_survive_a_broker_killed_mid_run(
         "replication factor 3 needs 3 Kafka brokers, 2 are up "
         "(set WEARMON_KAFKA__REPLICATION_FACTOR)"
     )
+    assert at_redis_kill is not None and at_redis_kill < total
+    # the workers saw the primary's outage as a failure to retry, not one to isolate
+    texts = [log.read_text() for log in logs]
+    retried = [
+        ln for t in texts for ln in t.splitlines()
+        if "batch failed (attempt" in ln and f":{redis_victim}" in ln
+    ]  # fmt: skip
+    assert retried, "no worker's batch met the Redis primary's outage"
+    assert not any("isolating it" in t for t in texts), "a batch was isolated"
+    print(
+        f"CLUSTER redis-primary-kill-9: 127.0.0.1:{redis_victim} (home of "
+        f"{homes.count(redis_victim)} of {N_DEVICES} devices) killed at {at_redis_kill}/"
+        f"{total} windows, started again {t_redis_up - t_redis_kill:.1f} s later; "
+        f"{len(retried)} batch attempts failed on it and were retried"
+    )
     print(
         f"CLUSTER broker-kill-9: kafka-{victim} (the group coordinator) killed at "
-        f"{sum(at_kill)}/{total} windows; longest stall of a device after it "
+        f"{sum(at_kill)}/{total} windows; longest stall of a device after it (before the "
+        f"Redis kill) "
         f"{max(stall):.1f} s (median device {sorted(stall)[N_DEVICES // 2]:.1f} s); replay of "
         f"{N_DEVICES} devices x {SPEED} real time {replay_s:.1f} s; test "
         f"{time.monotonic() - t_start:.1f} s"

@@ -2,8 +2,9 @@
 started again: what the worker sees is a failure it retries (redis-py raises
 ``RedisClusterException``, not a ``RedisError``, once no node answers), the clients made
 while it is down fail with one line naming the URL, and the batch written again after the
-restart lands each window once, the checkpoint with it. Its own stack (Redis only, free
-ports): a few seconds."""
+restart lands each window once, the checkpoint with it. Then one primary of three killed:
+the batch fails before any checkpoint moves. Its own stack (Redis only, free ports): a few
+seconds a test."""
 
 from __future__ import annotations
 
@@ -118,4 +119,67 @@ def test_a_cluster_killed_whole_is_retried_and_the_batch_lands_once_after_it(
     print(f"OUTAGE up again and written after {time.monotonic() - t0:.1f} s")
     assert [sink.client.xlen(history_key(d)) for d in devices] == [2] * len(devices)
     assert sink.load_checkpoint("app-o", "t", 0, "tid") == (20, states, False)
+    sink.client.close()
+
+
+def test_one_primary_killed_fails_the_batch_before_its_checkpoint_and_loses_nothing(
+    cluster: Settings,
+) -> None:
+    """A partial outage: one of the three primaries killed (-9, no replica to fail over to).
+    The devices on the dead one fail the batch with an error the worker retries, and no
+    checkpoint moves (they are written after every device call), so a worker that crashed
+    here would read the batch again. The stack starts the node again; the batch written
+    again lands each window once."""
+    import msgspec
+
+    sink = RedisSink.from_settings(cluster)
+    devices = [f"part-{i}" for i in range(12)]
+    port_of = {d: sink.client.get_node_from_key(history_key(d)).port for d in devices}
+    ports = sorted(set(port_of.values()))
+    assert len(ports) == REDIS_SHARDS, port_of
+    keys = [checkpoint_key("app-p", "t", p, "tid") for p in range(6)]
+    assert len({sink.client.get_node_from_key(k).port for k in keys}) > 1
+    first = [_prediction(d) for d in devices]
+    sink.write(first, None, [Checkpoint(k, 0, 10, {}) for k in keys])
+    time.sleep(1.5)  # the append-only files' fsync (every second)
+
+    victim = ports[0]
+    pid = next(
+        s.pid
+        for s in LocalStack(cluster).status()
+        if s.name.startswith("redis-") and s.address.endswith(f":{victim}")
+    )
+    assert pid
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while port_open(victim):
+        assert time.monotonic() < deadline, "the killed primary still accepts connections"
+        time.sleep(0.05)
+
+    second = [msgspec.structs.replace(p, window_start_ms=p.window_start_ms + 2000) for p in first]
+    cps = [Checkpoint(k, 0, 20, {d: b"after" for d in devices}) for k in keys]
+    guards = [(k, 10) for k in keys]
+    t0 = time.monotonic()
+    with pytest.raises(redis_errors()) as err:
+        sink.write(second, None, cps, guards=guards)
+    assert is_transient(err.value), repr(err.value)
+    print(f"PARTIAL write failed after {time.monotonic() - t0:.1f} s: {err.value!r}")
+    alive = [d for d in devices if port_of[d] != victim]
+    assert alive and len(alive) < len(devices)
+    # the primaries' pipelines run one after another until one fails: devices on a
+    # surviving primary hold this batch's window or not yet, never a window twice
+    assert {sink.client.xlen(history_key(d)) for d in alive} <= {1, 2}
+    # no checkpoint moved: on the surviving primaries they still say 10
+    for k in keys:
+        if sink.client.get_node_from_key(k).port != victim:
+            assert int(sink.client.hget(k, "__offset__")) == 10, k
+
+    t0 = time.monotonic()
+    LocalStack(cluster).up(timeout=60, services=["redis"])
+    for _ in range(2):  # the retry, then a replay of the same batch
+        sink.write(second, None, cps, guards=guards)
+    print(f"PARTIAL node up again and written after {time.monotonic() - t0:.1f} s")
+    assert [sink.client.xlen(history_key(d)) for d in devices] == [2] * len(devices)
+    for p in range(6):
+        assert sink.load_checkpoint("app-p", "t", p, "tid") == (20, cps[0].states, False)
     sink.client.close()

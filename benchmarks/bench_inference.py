@@ -9,6 +9,13 @@ XLA-compiled tf.function (what served before stream.inference_backend) in the sa
 Agreement is measured on real windows (every seglearn window) against Keras'
 ``predict_on_batch``: max abs probability difference and argmax label agreement.
 
+``gemm-bound`` is not a serving path but a ceiling: every matrix product of the model at the
+batch size (convolutions as im2col products, each LSTM direction's input projection over
+all steps and its recurrent product step by step, the dense layers), fp32 through numpy's
+BLAS on the same core, with no activation, gate, copy or runtime overhead: what an fp32
+engine that spends nothing outside its GEMMs would reach. The BLAS's own peak (a large
+square product) is printed beside it.
+
     .venv/bin/python benchmarks/bench_inference.py [--model DIR] [--batches 1,8,32,128,256]
         [--seconds 2] [--repeats 3] [--paths tf,onnx,...] [--json out.json]
 """
@@ -40,8 +47,11 @@ PATHS = (
     "onnx-int8-static",
     "openvino-bf16",
     "litert",
+    "gemm-bound",
 )
 BASELINE = "tf"
+#: not a serving path: the model's matrix products alone (below), its ceiling in fp32
+GEMM_BOUND = "gemm-bound"
 
 
 def pin_one_core() -> int:
@@ -52,7 +62,85 @@ def pin_one_core() -> int:
 
     tf.config.threading.set_intra_op_parallelism_threads(1)
     tf.config.threading.set_inter_op_parallelism_threads(1)
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(1)  # numpy's BLAS (the gemm-bound path)
     return core
+
+
+def gemm_shapes(model: Any) -> list[tuple[int, int, int, int]]:
+    """The matrix products of one window through a Sequential Conv1D / LSTM / Dense model:
+    (rows per window, inner, columns, calls). An LSTM direction's recurrent product is one
+    row per window, ``steps`` calls. Other layers with weights raise ValueError."""
+    import keras
+
+    steps, feats = model.input_shape[1], model.input_shape[2]
+    flat: int | None = None
+    out: list[tuple[int, int, int, int]] = []
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.Conv1D):
+            k, cin, cout = layer.kernel.shape
+            if layer.padding != "valid" or layer.strides != (1,):
+                raise ValueError(f"{layer.name}: only valid, stride-1 convolutions")
+            steps = steps - k + 1
+            out.append((steps, k * cin, cout, 1))
+            feats = cout
+        elif isinstance(layer, keras.layers.Bidirectional):
+            for rnn in (layer.forward_layer, layer.backward_layer):
+                if not isinstance(rnn, keras.layers.LSTM):
+                    raise ValueError(f"{layer.name}: only bidirectional LSTMs")
+                u = rnn.units
+                out += [(steps, feats, 4 * u, 1), (1, u, 4 * u, steps)]
+            feats = 2 * layer.forward_layer.units
+            if not layer.forward_layer.return_sequences:
+                steps, flat = 1, feats
+        elif isinstance(layer, keras.layers.Flatten):
+            flat = steps * feats
+        elif isinstance(layer, keras.layers.Dense):
+            din = flat if flat is not None else feats
+            out.append((1 if flat is not None else steps, din, layer.units, 1))
+            flat, feats = (layer.units, layer.units) if flat is not None else (None, layer.units)
+        elif layer.get_weights() and not isinstance(layer, keras.layers.BatchNormalization):
+            raise ValueError(f"{layer.name}: {type(layer).__name__} is not counted")
+    return out
+
+
+def gemm_bound(model: Any) -> Callable[[np.ndarray], None]:
+    """A callable doing the model's matrix products (``gemm_shapes``) for a batch of
+    ``len(x)`` windows, into preallocated outputs."""
+    shapes = gemm_shapes(model)
+    rng = np.random.default_rng(0)
+    cache: dict[int, list[tuple[np.ndarray, np.ndarray, np.ndarray, int]]] = {}
+
+    def run(x: np.ndarray) -> None:
+        b = len(x)
+        if b not in cache:
+            cache[b] = [
+                (
+                    rng.standard_normal((b * rows, inner), dtype=np.float32),
+                    rng.standard_normal((inner, cols), dtype=np.float32),
+                    np.empty((b * rows, cols), dtype=np.float32),
+                    calls,
+                )
+                for rows, inner, cols, calls in shapes
+            ]
+        for a, w, o, calls in cache[b]:
+            for _ in range(calls):
+                np.matmul(a, w, out=o)
+
+    return run
+
+
+def blas_peak(seconds: float) -> float:
+    """Multiply-adds per CPU-second of one large fp32 product (1024^3) on this core."""
+    a = np.ones((1024, 1024), dtype=np.float32)
+    o = np.empty_like(a)
+    np.matmul(a, a, out=o)
+    n, c0, t0 = 0, time.process_time(), time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        np.matmul(a, a, out=o)
+        n += 1
+    return n * 1024**3 / (time.process_time() - c0)
 
 
 def load_model(model_dir: Path, work: Path) -> tuple[Any, Any, list[str], Path]:
@@ -104,6 +192,8 @@ def build_path(name: str, model: Any, scaler: Any, classes: list[str], mfile: Pa
         return _static_int8(model, scaler, classes, mfile)
     if name == "litert":
         return _litert(model, scaler)
+    if name == GEMM_BOUND:
+        return gemm_bound(model)
     raise SystemExit(f"unknown path {name!r}: use {', '.join(PATHS)}")
 
 
@@ -331,6 +421,16 @@ def main() -> None:
             t0 = time.perf_counter()
             try:
                 fn = build_path(name, model, scaler, classes, mfile)
+                if name == GEMM_BOUND:
+                    macs = sum(r * i * c * n for r, i, c, n in gemm_shapes(model))
+                    agree[name] = {"macs_per_window": macs, "blas_peak_macs": blas_peak(1.0)}
+                    fns[name] = fn
+                    print(
+                        f"{name}: {macs / 1e6:.1f} M multiply-adds per window; BLAS peak "
+                        f"{agree[name]['blas_peak_macs'] / 1e9:.0f} G multiply-adds per CPU-s",
+                        flush=True,
+                    )
+                    continue
                 a = agreement_on(fn, x, ref, 32)
             except Exception as exc:  # a path that does not convert is reported, not fatal
                 agree[name] = {"error": f"{type(exc).__name__}: {str(exc)[:300]}"}

@@ -54,7 +54,7 @@ REPEATS = 3
 SOAK_MEASURE_S = 120.0
 INFERENCE_ARGS = [
     "--paths",
-    "keras.predict,tf,onnx,openvino",
+    "keras.predict,tf,onnx,openvino,gemm-bound",
     "--batches",
     "1,32,256",
     "--seconds",
@@ -634,6 +634,16 @@ def _render_inference(w: Any, inf: dict[str, Any]) -> None:
         f"with Keras on every seglearn window. Load {mach['load_start'][0]:.2f} -> "
         f"{mach['load_end'][0]:.2f}."
     )
+    gemm = inf["agreement"].get("gemm-bound", {})
+    if "macs_per_window" in gemm:
+        w("")
+        w(
+            f"`gemm-bound` serves nothing: it is the model's matrix products alone "
+            f"({gemm['macs_per_window'] / 1e6:.1f} M multiply-adds per window) through "
+            f"numpy's BLAS on the same core, whose peak on a large product measured "
+            f"{gemm['blas_peak_macs'] / 1e9:.0f} G multiply-adds per CPU-second: the ceiling "
+            f"of an fp32 engine that spent nothing outside its GEMMs."
+        )
     w("")
     w(table(inf["results"], inf["agreement"], batches))
     w("")

@@ -27,8 +27,8 @@ at the first step that fails.
 
 ``--beside-retrain`` runs the steps again while real ``wearmon model retrain`` processes
 (the default recipe, a labelled recording in the incoming folder as their new data, the gate
-set to refuse so nothing is promoted) run back to back at ``monitor.retrain_nice``, started
-as the monitor starts them (RetrainLoop). ``--public-api`` runs
+set to refuse so nothing is promoted) run back to back at ``monitor.nice +
+monitor.retrain_nice``, started as the monitor starts them (RetrainLoop). ``--public-api`` runs
 them again with a worker whose sample messages come through Faust's public API
 (benchmarks/public_api_worker.py). Both in the same run as the plain steps.
 """
@@ -570,7 +570,7 @@ def _wait_monitor_checked(port: int, gen_stop: Any, timeout: float = 240.0) -> N
 
 class RetrainLoop:
     """Real retrainings back to back: ``wearmon model retrain`` (the default recipe), each
-    started as the monitor starts it (wearmon.processes at ``monitor.retrain_nice``), the
+    started as the monitor starts it (wearmon.processes at ``monitor.nice + retrain_nice``), the
     next as soon as the previous ends, until stopped. Their new data: a labelled recording in
     the incoming folder (without it a retraining refuses without training). The gate is set
     to refuse (``lifecycle.min_gain`` 1.0), so no challenger is promoted and the measured
@@ -596,7 +596,8 @@ class RetrainLoop:
     def _run(self) -> None:
         from wearmon import processes
 
-        nice = self.settings.monitor.retrain_nice
+        m = self.settings.monitor  # the monitor runs at +nice, its retrainings below it
+        nice = min(19, m.nice + m.retrain_nice)
         while not self._stop.is_set():
             self.started += 1
             args = ["model", "retrain", "--trigger-id", f"bench-{int(time.time())}-{self.started}"]

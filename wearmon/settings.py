@@ -433,7 +433,12 @@ class MonitorSettings(_Frozen):
     retrain: bool = True
     #: extra arguments of ``wearmon model retrain`` (e.g. ["--quick"])
     retrain_args: tuple[str, ...] = ()
-    #: CPU priority (nice increment) of the retraining process: the stream comes first
+    #: CPU priority (nice increment) ``wearmon monitor`` gives itself at start: a check is
+    #: a burst of a core every few seconds at high rates, and on a machine shared with the
+    #: stream workers it waits for them instead of delaying their batches (0: unchanged)
+    nice: int = Field(default=5, ge=0, le=19)
+    #: CPU priority (nice increment over the monitor's own) of the retraining process: the
+    #: stream comes first, then the monitor (capped at 19)
     retrain_nice: int = Field(default=10, ge=0, le=19)
     #: Evidently snapshots + HTML reports kept on disk (data_dir/monitor/reports)
     reports_keep: int = Field(default=20, ge=1)

@@ -25,15 +25,26 @@ def _monitor(ctx: typer.Context) -> None:
 def run_cmd(ctx: typer.Context) -> None:
     """Run the monitor service (checks, policy, metrics on metrics.monitor_port).
 
-    A check every monitor.interval_s; the policy state lives in Redis, so a restart resumes
-    it."""
+    A check every monitor.interval_s; the policy lives in Redis: a restart resumes it.
+
+    It lowers its CPU priority by monitor.nice (+5): the stream workers come first."""
     _run(ctx)
+
+
+def lower_priority(increment: int) -> None:
+    """Lower this process's CPU priority by ``increment`` (the monitor's ``monitor.nice``),
+    to nice 19 at most."""
+    import os
+
+    if increment > 0:
+        os.setpriority(os.PRIO_PROCESS, 0, min(19, os.getpriority(os.PRIO_PROCESS, 0) + increment))
 
 
 def _run(ctx: typer.Context) -> None:
     from monitoring.service import serve
 
     settings = settings_of(ctx)
+    lower_priority(settings.monitor.nice)
     _, stopped = interruptible(lambda: serve(settings))  # Ctrl-C, or SIGTERM (systemd, compose)
     if stopped:
         typer.echo("monitor stopped", err=True)

@@ -77,10 +77,17 @@ def start(
             start_new_session=True,
         )
     if nice:
-        os.setpriority(
-            os.PRIO_PROCESS, proc.pid, min(19, os.getpriority(os.PRIO_PROCESS, 0) + nice)
-        )
+        lower_priority(nice, proc.pid)
     return proc
+
+
+def lower_priority(increment: int, pid: int = 0) -> None:
+    """Set process ``pid`` (0: this one) to this process's CPU priority plus ``increment``,
+    nice 19 at most; 0 leaves it unchanged."""
+    if increment > 0:
+        os.setpriority(
+            os.PRIO_PROCESS, pid, min(19, os.getpriority(os.PRIO_PROCESS, 0) + increment)
+        )
 
 
 def stop(proc: subprocess.Popen[bytes], timeout_s: float = 30.0) -> int:

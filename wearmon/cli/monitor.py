@@ -31,17 +31,9 @@ def run_cmd(ctx: typer.Context) -> None:
     _run(ctx)
 
 
-def lower_priority(increment: int) -> None:
-    """Lower this process's CPU priority by ``increment`` (the monitor's ``monitor.nice``),
-    to nice 19 at most."""
-    import os
-
-    if increment > 0:
-        os.setpriority(os.PRIO_PROCESS, 0, min(19, os.getpriority(os.PRIO_PROCESS, 0) + increment))
-
-
 def _run(ctx: typer.Context) -> None:
     from monitoring.service import serve
+    from wearmon.processes import lower_priority
 
     settings = settings_of(ctx)
     lower_priority(settings.monitor.nice)

@@ -23,7 +23,7 @@ def test_the_monitor_lowers_its_own_priority_by_its_setting() -> None:
     base = os.getpriority(os.PRIO_PROCESS, 0)
     assert Settings().monitor.nice == 5
     code = (
-        "import os\nfrom wearmon.cli.monitor import lower_priority\n"
+        "import os\nfrom wearmon.processes import lower_priority\n"
         "lower_priority({n})\nprint(os.getpriority(os.PRIO_PROCESS, 0))"
     )
     assert _child_priority(code.format(n=5)) == min(19, base + 5)
@@ -38,7 +38,7 @@ def test_the_retraining_sits_below_the_niced_monitor(tmp_path: Path) -> None:
         "import os, sys, time\n"
         "from pathlib import Path\n"
         "from wearmon import processes\n"
-        "from wearmon.cli.monitor import lower_priority\n"
+        "from wearmon.processes import lower_priority\n"
         "from wearmon.settings import Settings\n"
         "lower_priority(5)\n"
         f"p = processes.start(Settings(data_dir=Path({str(tmp_path)!r})), ['--help'], "

@@ -3,11 +3,15 @@ primaries): a base whose every port is free, below the kernel's ephemeral range.
 
 from __future__ import annotations
 
+import os
 import random
+import signal
 import socket
+import time
 from collections.abc import Sequence
 
-from wearmon.settings import REDIS_BUS_OFFSET
+from wearmon.settings import REDIS_BUS_OFFSET, Settings
+from wearmon.stack import LocalStack, port_open
 
 #: primaries of the tests' Redis Clusters, and the port step between them
 REDIS_SHARDS = 3
@@ -38,3 +42,24 @@ def redis_cluster_ports() -> dict[str, int]:
     ports (their buses too)."""
     base = port_base(REDIS_SHARDS, REDIS_STEP, (0, REDIS_BUS_OFFSET))
     return {"redis": base, "redis_step": REDIS_STEP}
+
+
+def redis_primary_pid(settings: Settings, port: int) -> int:
+    """The pid of the stack's running Redis Cluster primary at ``port``."""
+    st = next(
+        s for s in LocalStack(settings).status()
+        if s.name.startswith("redis-") and s.address.endswith(f":{port}")
+    )  # fmt: skip
+    assert st.pid is not None and st.running, f"the Redis primary at {port} is not running"
+    return st.pid
+
+
+def kill_redis_primaries(settings: Settings, ports: Sequence[int], timeout_s: float = 10) -> None:
+    """SIGKILL the stack's primaries at ``ports`` and wait until none accepts connections
+    (a killed child lingers as a zombie of the test process: its port, not /proc, says)."""
+    for port in ports:
+        os.kill(redis_primary_pid(settings, port), signal.SIGKILL)
+    deadline = time.monotonic() + timeout_s
+    while any(port_open(p) for p in ports):
+        assert time.monotonic() < deadline, "a killed primary still accepts connections"
+        time.sleep(0.05)

@@ -27,7 +27,12 @@ import pytest
 from producers.kafka_sink import ensure_topics
 from stream_processor.sinks import history_key
 from tests.chaos.support import report
-from tests.integration.cluster_support import REDIS_SHARDS, port_base, redis_cluster_ports
+from tests.integration.cluster_support import (
+    REDIS_SHARDS,
+    port_base,
+    redis_cluster_ports,
+    redis_primary_pid,
+)
 from tests.integration.stream_support import (
     expected_windows,
     register_tiny,
@@ -140,15 +145,6 @@ def _node_pid(settings: Settings, node: int) -> int:
     return st.pid
 
 
-def _redis_pid(settings: Settings, port: int) -> int:
-    st = next(
-        s for s in LocalStack(settings).status()
-        if s.name.startswith("redis-") and s.address.endswith(f":{port}")
-    )  # fmt: skip
-    assert st.pid is not None and st.running, f"the Redis primary at {port} is not running"
-    return st.pid
-
-
 def _assigned(log: Path) -> str | None:
     """The samples partitions a worker was last assigned ("[0, 1]"), None before any."""
     lines = [ln for ln in log.read_text().splitlines() if "partitions assigned: " in ln]
@@ -257,7 +253,7 @@ def test_replay_and_two_workers_survive_a_broker_then_a_redis_primary_killed_mid
                     last[i] = (n, now)
             if t_redis_kill is None and sum(n_now) > total // 2:
                 at_redis_kill = sum(n_now)
-                os.kill(_redis_pid(settings, redis_victim), signal.SIGKILL)
+                os.kill(redis_primary_pid(settings, redis_victim), signal.SIGKILL)
                 t_redis_kill = time.monotonic()
             elif t_redis_up is None and t_redis_kill and now - t_redis_kill > REDIS_DOWN_S:
                 LocalStack(settings).up(timeout=60, services=["redis"])

@@ -9,7 +9,6 @@ seconds a test."""
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -20,10 +19,14 @@ import pytest
 
 from stream_processor.processor import is_transient
 from stream_processor.sinks import Checkpoint, RedisSink, checkpoint_key, history_key
-from tests.integration.cluster_support import REDIS_SHARDS, redis_cluster_ports
+from tests.integration.cluster_support import (
+    REDIS_SHARDS,
+    kill_redis_primaries,
+    redis_cluster_ports,
+)
 from tests.integration.test_security_redis import _prediction
 from wearmon.settings import Settings, redis_errors
-from wearmon.stack import LocalStack, free_port, port_open
+from wearmon.stack import LocalStack, free_port
 
 pytestmark = pytest.mark.integration
 
@@ -47,15 +50,7 @@ def cluster(tmp_path: Path) -> Iterator[Settings]:
 
 
 def _kill_every_primary(settings: Settings) -> None:
-    pids = [s.pid for s in LocalStack(settings).status() if s.name.startswith("redis-")]
-    assert len(pids) == REDIS_SHARDS and all(pids), pids
-    for pid in pids:
-        os.kill(pid, signal.SIGKILL)
-    deadline = time.monotonic() + 10  # killed children linger as zombies: watch the ports
-    ports = [p for p, _ in settings.ports.redis_nodes(REDIS_SHARDS)]
-    while any(port_open(p) for p in ports):
-        assert time.monotonic() < deadline, "a killed primary still accepts connections"
-        time.sleep(0.05)
+    kill_redis_primaries(settings, [p for p, _ in settings.ports.redis_nodes(REDIS_SHARDS)])
 
 
 def test_a_cluster_killed_whole_is_retried_and_the_batch_lands_once_after_it(
@@ -144,17 +139,7 @@ def test_one_primary_killed_fails_the_batch_before_its_checkpoint_and_loses_noth
     time.sleep(1.5)  # the append-only files' fsync (every second)
 
     victim = ports[0]
-    pid = next(
-        s.pid
-        for s in LocalStack(cluster).status()
-        if s.name.startswith("redis-") and s.address.endswith(f":{victim}")
-    )
-    assert pid
-    os.kill(pid, signal.SIGKILL)
-    deadline = time.monotonic() + 10
-    while port_open(victim):
-        assert time.monotonic() < deadline, "the killed primary still accepts connections"
-        time.sleep(0.05)
+    kill_redis_primaries(cluster, [victim])
 
     second = [msgspec.structs.replace(p, window_start_ms=p.window_start_ms + 2000) for p in first]
     cps = [Checkpoint(k, 0, 20, {d: b"after" for d in devices}) for k in keys]
